@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+"""Write many generated files at once, touching only what changed.
+
+Used by the bulk renderers, which run in-process on the controller: compare each wanted file
+with what is on disk, write changed ones atomically with their mode, and remove files a
+previous run made that are no longer wanted. Check mode only reports.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List
+
+
+@dataclass
+class Output:
+    content: str
+    mode: int = 0o644
+    secret: bool = False
+
+
+@dataclass
+class Report:
+    changed: List[str] = field(default_factory=list)
+    removed: List[str] = field(default_factory=list)
+    diffs: List[Dict[str, str]] = field(default_factory=list)
+
+
+def _current(path: str):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace"), os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None, None
+
+
+def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], check: bool,
+              diff: bool, max_diffs: int = 20) -> Report:
+    """Make dest hold exactly `outputs` among the files matching the `managed` globs."""
+    report = Report()
+    for rel in sorted(outputs):
+        out = outputs[rel]
+        path = os.path.join(dest, rel)
+        before, mode = _current(path)
+        if before == out.content and mode == out.mode:
+            continue
+        report.changed.append(rel)
+        if diff and len(report.diffs) < max_diffs:
+            if out.secret:
+                report.diffs.append({"before_header": rel, "after_header": rel,
+                                     "before": "", "after": "(content hidden: carries a secret)\n"})
+            else:
+                report.diffs.append({"before_header": rel, "after_header": rel,
+                                     "before": before or "", "after": out.content})
+        if not check:
+            _write(path, out)
+
+    patterns = list(managed)
+    for root, _dirs, files in os.walk(dest):
+        for name in files:
+            rel = os.path.relpath(os.path.join(root, name), dest)
+            if rel not in outputs and any(fnmatch.fnmatch(rel, pat) for pat in patterns):
+                report.removed.append(rel)
+                if not check:
+                    os.unlink(os.path.join(dest, rel))
+    report.removed.sort()
+    return report
+
+
+def _write(path: str, out: Output) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kickstack-")
+    try:
+        # mkstemp creates 0600, so a secret never exists with a wider mode, even briefly.
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(out.content)
+        os.chmod(tmp, out.mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
