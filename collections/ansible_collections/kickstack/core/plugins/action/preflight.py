@@ -81,7 +81,8 @@ class ActionModule(ActionBase):
                     hosts[name][key] = value
 
         secrets = _read(site_get, "kickstack_secrets")
-        model = build_model(site_vars, hosts, platforms, required_secrets, secrets)
+        model = build_model(site_vars, hosts, platforms, required_secrets, secrets,
+                            require_pxe=bool(args.get("require_pxe", True)))
         problems = unresolved + model.pop("problems")
         if problems:
             result["failed"] = True

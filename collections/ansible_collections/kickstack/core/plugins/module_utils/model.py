@@ -293,7 +293,7 @@ def _check_storage(name: str, hv: Dict[str, Any], host: Dict[str, Any], problems
 
 def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
                 platforms: Dict[str, Any], required_secrets: Dict[str, List[str]],
-                secrets: Any) -> Dict[str, Any]:
+                secrets: Any, require_pxe: bool = True) -> Dict[str, Any]:
     """Check the whole inventory and return {'problems': [...], 'site': {...}, 'hosts': {...}}.
 
     site_vars: the site-wide kickstack_* variables; hosts: inventory_hostname -> its kickstack_*
@@ -369,7 +369,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
             _check_storage(name, hv, host, problems)
         model_hosts[name] = host
 
-    _check_roles(model_hosts, site, problems)
+    _check_roles(model_hosts, site, problems, require_pxe)
     _check_pairs(model_hosts, problems)
     _check_secrets(model_hosts, site, required_secrets, secrets, problems)
 
@@ -379,7 +379,8 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
     return {"problems": problems.items, "site": site, "hosts": model_hosts}
 
 
-def _check_roles(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], problems: Problems) -> None:
+def _check_roles(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], problems: Problems,
+                 require_pxe: bool) -> None:
     by_profile: Dict[str, List[str]] = {p: [] for p in PROFILES}
     for name, host in hosts.items():
         if host["profile"] in by_profile:
@@ -389,7 +390,7 @@ def _check_roles(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], problem
     elif len(by_profile["controller"]) > 1:
         problems.add("site", "controller",
                      f"more than one controller ({', '.join(by_profile['controller'])}): kickstack runs one")
-    if len(by_profile["pxe"]) != 1:
+    if len(by_profile["pxe"]) > 1 or require_pxe and not by_profile["pxe"]:
         problems.add("site", "pxe", f"exactly one host needs profile pxe (found {len(by_profile['pxe'])})")
     site["controller"] = by_profile["controller"][0] if by_profile["controller"] else None
     site["pxe"] = by_profile["pxe"][0] if by_profile["pxe"] else None

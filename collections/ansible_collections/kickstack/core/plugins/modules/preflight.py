@@ -18,6 +18,10 @@ options:
     description: Profile (or C(all)) to the names of C(kickstack_secrets) keys a site with such hosts needs.
     type: dict
     default: {}
+  require_pxe:
+    description: Whether the site must have its boot server (false for configuring already installed nodes only).
+    type: bool
+    default: true
 author: kickstack developers
 """
 
