@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""QEMU (TCG) test VMs for kickstack's storage tests.
+
+    python3 tests/harness/vm.py up|down|status --spec FILE [--json]
+
+The spec is JSON (or YAML when PyYAML happens to be importable)::
+
+    {"lab": "storage",
+     "nodes": [
+       {"name": "stor01", "link_ip": "10.60.1.31/24", "ssh_port": 2231,
+        "disks": [{"serial": "drbd0", "size": "1G"}]},
+       {"name": "stor02", "link_ip": "10.60.1.32/24", "ssh_port": 2232,
+        "disks": [{"serial": "drbd0", "size": "1G"}]}]}
+
+Optional keys: top level ``memory`` (MiB, default 1024), ``cpus`` (1), ``image`` (a directory
+made by scripts/build-vm-image; default: run that script, which reuses its cache),
+``boot_timeout`` (s, default 600); per node ``memory``/``cpus``; per disk ``format`` (raw|qcow2).
+
+Each VM: the cached root image under a qcow2 overlay, data disks as virtio-blk with a serial
+(the guest sees /dev/disk/by-id/virtio-<serial>; root is /dev/vda, data disks /dev/vdb, /dev/vdc...
+in spec order, because the PCI slots are fixed), user-mode networking with restrict=on and ssh
+forwarded from 127.0.0.1:<ssh_port>, and a private link to the other VMs: two nodes get a
+point-to-point UDP socket link over loopback; three or more are joined by a small UDP hub
+(``vm.py hub``) on loopback. Inside, the link NIC carries ``link_ip``; the user NIC gets DHCP.
+Per-VM settings reach the guest on the kernel command line (kickstack.* parameters, applied by
+kickstack-seed.service baked into the image).
+
+State lives in /var/tmp/kickstack/<lab>/ (KICKSTACK_STATE_ROOT overrides): ssh key, overlays,
+disks, pidfiles, serial logs (<node>/serial.log), inventory.yml (Ansible), ssh_config,
+instances.json (molecule instance config) and state.json. ``down`` kills the VMs and removes it.
+
+Python 3.11+ standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "scripts" / "build-vm-image"
+STATE_ROOT = Path(os.environ.get("KICKSTACK_STATE_ROOT", "/var/tmp/kickstack"))
+QEMU = os.environ.get("KICKSTACK_QEMU", "qemu-system-x86_64")
+
+# Fixed PCI slots keep guest device names stable: NICs first, then root (vda), data disks.
+PCI_USER_NIC, PCI_LINK_NIC, PCI_RNG, PCI_ROOT, PCI_DATA0 = 3, 4, 5, 6, 7
+SSH_OPTS = [
+    "-o", "BatchMode=yes",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "LogLevel=ERROR",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "ConnectTimeout=5",
+]
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"vm.py: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- spec
+def load_spec(path: str | os.PathLike) -> dict:
+    text = Path(path).read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise HarnessError(f"{path}: not JSON, and PyYAML is not available to read YAML") from exc
+        spec = yaml.safe_load(text)
+    return normalize_spec(spec)
+
+
+def normalize_spec(spec: dict) -> dict:
+    if not isinstance(spec, dict) or not spec.get("lab"):
+        raise HarnessError("spec needs a 'lab' name")
+    lab = str(spec["lab"])
+    if not lab.replace("-", "").replace("_", "").isalnum():
+        raise HarnessError(f"lab name {lab!r}: use letters, digits, - and _ only")
+    nodes = spec.get("nodes") or []
+    names = [n.get("name") for n in nodes]
+    if not nodes or not all(names) or len(set(names)) != len(names):
+        raise HarnessError("spec needs 'nodes', each with a unique 'name'")
+    out_nodes = []
+    for idx, node in enumerate(nodes):
+        disks = []
+        for d_idx, disk in enumerate(node.get("disks", node.get("data_disks", [])) or []):
+            serial = str(disk.get("serial") or disk.get("name") or f"data{d_idx}")
+            if len(serial) > 20 or not serial.replace("-", "").replace("_", "").isalnum():
+                raise HarnessError(f"{node['name']}: disk serial {serial!r} must be <= 20 chars [A-Za-z0-9_-]")
+            fmt = disk.get("format", "raw")
+            if fmt not in ("raw", "qcow2"):
+                raise HarnessError(f"{node['name']}: disk format {fmt!r} (raw or qcow2)")
+            disks.append({
+                "serial": serial,
+                "size": str(disk.get("size", "1G")),
+                "format": fmt,
+                "guest_device": "/dev/vd" + chr(ord("b") + d_idx),
+                "guest_by_id": f"/dev/disk/by-id/virtio-{serial}",
+            })
+        out_nodes.append({
+            "name": str(node["name"]),
+            "index": idx,
+            "link_ip": node.get("link_ip"),
+            "ssh_port": node.get("ssh_port"),
+            "memory": int(node.get("memory", spec.get("memory", 1024))),
+            "cpus": int(node.get("cpus", spec.get("cpus", 1))),
+            "disks": disks,
+        })
+    return {
+        "lab": lab,
+        "nodes": out_nodes,
+        "image": spec.get("image") or os.environ.get("KICKSTACK_VM_IMAGE"),
+        "boot_timeout": int(spec.get("boot_timeout", 600)),
+    }
+
+
+def state_dir(lab: str) -> Path:
+    return STATE_ROOT / lab
+
+
+# ---------------------------------------------------------------- helpers
+def free_port(kind: int, exclude: set[int]) -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in exclude:
+            return port
+    raise HarnessError("no free port")
+
+
+def port_free(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def mac(lab: str, index: int, nic: int) -> str:
+    h = hashlib.sha256(lab.encode()).digest()
+    return "52:54:%02x:%02x:%02x:%02x" % (h[0], h[1], index + 1, nic)
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """True when pid runs and its command line mentions marker (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def lab_pids(sdir: Path) -> list[int]:
+    """The lab's qemu and hub processes: found by their command line naming its state dir."""
+    marker = str(sdir).encode() + b"/"
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not any(marker in a for a in argv):
+            continue
+        is_qemu = os.path.basename(argv[0]).startswith(b"qemu-system")
+        is_hub = b"hub" in argv and b"--state-dir" in argv
+        if is_qemu or is_hub:
+            pids.append(int(p.name))
+    return pids
+
+
+def ssh_cmd(sdir: Path, port: int, *command: str) -> list[str]:
+    return ["ssh", *SSH_OPTS, "-i", str(sdir / "id_ed25519"), "-p", str(port), "root@127.0.0.1", *command]
+
+
+def run_ssh(sdir: Path, port: int, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_cmd(sdir, port, command), capture_output=True, text=True, timeout=timeout)
+
+
+def build_image() -> Path:
+    if not BUILD_SCRIPT.exists():
+        raise HarnessError(f"{BUILD_SCRIPT} not found")
+    res = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        raise HarnessError(f"{BUILD_SCRIPT} failed (exit {res.returncode})")
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    if not lines:
+        raise HarnessError(f"{BUILD_SCRIPT} printed no image directory")
+    return Path(lines[-1].strip())
+
+
+# ---------------------------------------------------------------- hub (3+ nodes)
+def run_hub(listen_port: int, node_ports: list[int]) -> None:
+    """A dumb Ethernet hub over UDP: each frame from one VM goes to every other VM."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", listen_port))
+    peers = [("127.0.0.1", p) for p in node_ports]
+    while True:
+        data, src = sock.recvfrom(65535)
+        for peer in peers:
+            if peer != src:
+                sock.sendto(data, peer)
+
+
+# ---------------------------------------------------------------- up
+def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dict]) -> list[str]:
+    ndir = sdir / node["name"]
+    pubkey = (sdir / "id_ed25519.pub").read_text().strip()
+    hosts = ",".join(
+        f"{n['name']}={n['link_ip'].split('/')[0]}" for n in all_nodes if n.get("link_ip")
+    )
+    append = [
+        "root=/dev/vda", "rw", "console=ttyS0", "panic=-1", "mitigations=off",
+        f"kickstack.hostname={node['name']}",
+        f"kickstack.user_mac={node['user_mac']}",
+        f"kickstack.sshkey={base64.b64encode(pubkey.encode()).decode()}",
+    ]
+    if node.get("link_ip"):
+        append += [f"kickstack.link_mac={node['link_mac']}", f"kickstack.link_ip={node['link_ip']}"]
+    if hosts:
+        append.append(f"kickstack.hosts={hosts}")
+    argv = [
+        QEMU,
+        "-name", f"kickstack-{st['lab']}-{node['name']}",
+        "-accel", "tcg",
+        "-machine", "pc",
+        "-m", str(node["memory"]),
+        "-smp", str(node["cpus"]),
+        "-nodefaults", "-display", "none", "-no-reboot",
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initrd.img"),
+        "-append", " ".join(append),
+        "-serial", f"file:{ndir}/serial.log",
+        "-monitor", "none",
+        "-qmp", f"unix:{ndir}/qmp.sock,server=on,wait=off",
+        "-pidfile", str(ndir / "qemu.pid"),
+        "-daemonize",
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{node['ssh_port']}-:22",
+        "-device", f"virtio-net-pci,netdev=n0,mac={node['user_mac']},addr={PCI_USER_NIC:#x}",
+        "-device", f"virtio-rng-pci,addr={PCI_RNG:#x}",
+        "-drive", f"file={ndir}/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", f"virtio-blk-pci,drive=root,addr={PCI_ROOT:#x}",
+    ]
+    if node.get("link_ip"):
+        argv += [
+            "-netdev",
+            f"socket,id=n1,udp=127.0.0.1:{node['link_peer_port']},localaddr=127.0.0.1:{node['link_port']}",
+            "-device", f"virtio-net-pci,netdev=n1,mac={node['link_mac']},addr={PCI_LINK_NIC:#x}",
+        ]
+    for i, disk in enumerate(node["disks"]):
+        argv += [
+            "-drive", f"file={ndir}/{disk['serial']}.{disk['format']},if=none,id=d{i},"
+                      f"format={disk['format']},cache=unsafe,discard=unmap",
+            "-device", f"virtio-blk-pci,drive=d{i},serial={disk['serial']},addr={PCI_DATA0 + i:#x}",
+        ]
+    return argv
+
+
+def _plan(spec: dict, image: Path) -> dict:
+    """Assign ports and MACs; the result is saved as state.json."""
+    nodes = [dict(n) for n in spec["nodes"]]
+    used: set[int] = {n["ssh_port"] for n in nodes if n.get("ssh_port")}
+    for n in nodes:
+        if n.get("ssh_port"):
+            if not port_free(int(n["ssh_port"]), socket.SOCK_STREAM):
+                raise HarnessError(f"{n['name']}: ssh_port {n['ssh_port']} on 127.0.0.1 is in use")
+            n["ssh_port"] = int(n["ssh_port"])
+        else:
+            n["ssh_port"] = free_port(socket.SOCK_STREAM, used)
+            used.add(n["ssh_port"])
+        n["user_mac"] = mac(spec["lab"], n["index"], 1)
+        n["link_mac"] = mac(spec["lab"], n["index"], 2)
+    linked = [n for n in nodes if n.get("link_ip")]
+    udp_used: set[int] = set()
+    for n in linked:
+        n["link_port"] = free_port(socket.SOCK_DGRAM, udp_used)
+        udp_used.add(n["link_port"])
+    hub_port = None
+    if len(linked) == 2:
+        linked[0]["link_peer_port"] = linked[1]["link_port"]
+        linked[1]["link_peer_port"] = linked[0]["link_port"]
+    elif len(linked) > 2:
+        hub_port = free_port(socket.SOCK_DGRAM, udp_used)
+        for n in linked:
+            n["link_peer_port"] = hub_port
+    elif len(linked) == 1:
+        # a lone node still gets its NIC, looped to an unused port
+        linked[0]["link_peer_port"] = free_port(socket.SOCK_DGRAM, udp_used | {linked[0]["link_port"]})
+    return {"lab": spec["lab"], "image": str(image), "nodes": nodes, "hub_port": hub_port,
+            "boot_timeout": spec["boot_timeout"]}
+
+
+def up(spec: dict, wait: bool = True) -> dict:
+    """Start every VM of the spec (idempotent: a running lab is left alone) and wait for ssh."""
+    sdir = state_dir(spec["lab"])
+    st_file = sdir / "state.json"
+    if st_file.exists():
+        st = json.loads(st_file.read_text())
+        running = [n["name"] for n in st["nodes"] if pid_alive(read_pid(sdir / n["name"] / "qemu.pid") or -1, str(sdir) + "/")]
+        if len(running) == len(st["nodes"]):
+            log(f"lab {spec['lab']} already running")
+            if wait:
+                wait_ssh(st)
+            return st
+        log(f"lab {spec['lab']} partly up ({running}): recreating")
+        down(spec["lab"])
+
+    image = Path(spec["image"]) if spec.get("image") else build_image()
+    for f in ("vmlinuz", "initrd.img", "root.img"):
+        if not (image / f).is_file():
+            raise HarnessError(f"image dir {image} lacks {f}")
+    if not shutil.which(QEMU):
+        raise HarnessError(f"{QEMU} not found (scripts/build-vm-image installs qemu-system-x86)")
+
+    sdir.mkdir(parents=True, exist_ok=True)
+    st = _plan(spec, image)
+    st_file.write_text(json.dumps(st, indent=2) + "\n")
+    key = sdir / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kickstack-{spec['lab']}",
+                        "-f", str(key)], check=True)
+
+    try:
+        if st["hub_port"]:
+            hub_log = open(sdir / "hub.log", "ab")
+            hub = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "hub", "--listen", str(st["hub_port"]),
+                 "--ports", ",".join(str(n["link_port"]) for n in st["nodes"] if n.get("link_ip")),
+                 "--state-dir", str(sdir) + "/"],
+                stdin=subprocess.DEVNULL, stdout=hub_log, stderr=hub_log, start_new_session=True)
+            (sdir / "hub.pid").write_text(f"{hub.pid}\n")
+        for node in st["nodes"]:
+            ndir = sdir / node["name"]
+            ndir.mkdir(exist_ok=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                            "-b", str(image / "root.img"), str(ndir / "root.qcow2")], check=True)
+            for disk in node["disks"]:
+                path = ndir / f"{disk['serial']}.{disk['format']}"
+                subprocess.run(["qemu-img", "create", "-q", "-f", disk["format"], str(path), disk["size"]],
+                               check=True)
+            argv = qemu_argv(image, sdir, node, st, st["nodes"])
+            (ndir / "qemu.argv").write_text(json.dumps(argv, indent=1) + "\n")
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise HarnessError(f"{node['name']}: qemu failed to start: {res.stderr.strip()}")
+            log(f"{node['name']}: qemu pid {read_pid(ndir / 'qemu.pid')}, ssh 127.0.0.1:{node['ssh_port']}")
+        write_inventory(st)
+        if wait:
+            wait_ssh(st)
+    except BaseException:
+        log("start failed: stopping what was started (state kept for the serial logs)")
+        stop_processes(sdir)
+        raise
+    return st
+
+
+def wait_ssh(st: dict, timeout: float | None = None) -> None:
+    sdir = state_dir(st["lab"])
+    deadline = time.monotonic() + (timeout or st.get("boot_timeout", 600))
+    t0 = time.monotonic()
+    pending = {n["name"]: n for n in st["nodes"]}
+    while pending:
+        for name, node in list(pending.items()):
+            pid = read_pid(sdir / name / "qemu.pid")
+            if not pid or not pid_alive(pid, str(sdir) + "/"):
+                raise HarnessError(f"{name}: qemu exited; see {sdir / name / 'serial.log'}:\n"
+                                   + tail(sdir / name / "serial.log"))
+            try:
+                res = run_ssh(sdir, node["ssh_port"], "true", timeout=20)
+            except subprocess.TimeoutExpired:
+                continue
+            if res.returncode == 0:
+                log(f"{name}: ssh up after {time.monotonic() - t0:.0f} s")
+                del pending[name]
+        if pending:
+            if time.monotonic() > deadline:
+                name = next(iter(pending))
+                raise HarnessError(f"{name}: no ssh after {time.monotonic() - t0:.0f} s; serial log tail:\n"
+                                   + tail(sdir / name / "serial.log"))
+            time.sleep(2)
+    # let boot finish (networkd has the link address, no unit still starting)
+    for node in st["nodes"]:
+        try:
+            res = run_ssh(sdir, node["ssh_port"], "timeout 180 systemctl is-system-running --wait", timeout=200)
+            state = res.stdout.strip()
+        except subprocess.TimeoutExpired:
+            state = "timeout"
+        if state != "running":
+            failed = run_ssh(sdir, node["ssh_port"], "systemctl --failed --no-legend --plain", timeout=30)
+            log(f"{node['name']}: system is {state}; failed units: {failed.stdout.strip() or '-'}")
+    log(f"all VMs of {st['lab']} up after {time.monotonic() - t0:.0f} s")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no serial log)"
+
+
+def _yaml_scalar(value) -> str:
+    return json.dumps(value)  # a JSON scalar is a YAML scalar
+
+
+def write_inventory(st: dict) -> Path:
+    sdir = state_dir(st["lab"])
+    key = str(sdir / "id_ed25519")
+    ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes"
+    lines = ["# generated by tests/harness/vm.py", "all:", "  hosts:"]
+    instances = []
+    ssh_config = []
+    for n in st["nodes"]:
+        lines += [
+            f"    {n['name']}:",
+            "      ansible_host: 127.0.0.1",
+            f"      ansible_port: {n['ssh_port']}",
+            "      ansible_user: root",
+            f"      ansible_ssh_private_key_file: {_yaml_scalar(key)}",
+            "      ansible_python_interpreter: /usr/bin/python3",
+            f"      ansible_ssh_common_args: {_yaml_scalar(ssh_args)}",
+        ]
+        if n.get("link_ip"):
+            lines.append(f"      kickstack_link_ip: {_yaml_scalar(n['link_ip'])}")
+        if n["disks"]:
+            lines.append("      kickstack_data_disks:")
+            for d in n["disks"]:
+                lines.append(f"        - {{serial: {_yaml_scalar(d['serial'])}, device: {_yaml_scalar(d['guest_by_id'])},"
+                             f" kernel_name: {_yaml_scalar(d['guest_device'])}}}")
+        instances.append({"instance": n["name"], "address": "127.0.0.1", "user": "root",
+                          "port": n["ssh_port"], "identity_file": key})
+        ssh_config += [f"Host {n['name']}", "  HostName 127.0.0.1", f"  Port {n['ssh_port']}", "  User root",
+                       f"  IdentityFile {key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
+                       "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", ""]
+    inv = sdir / "inventory.yml"
+    inv.write_text("\n".join(lines) + "\n")
+    (sdir / "instances.json").write_text(json.dumps(instances, indent=2) + "\n")
+    (sdir / "ssh_config").write_text("\n".join(ssh_config))
+    return inv
+
+
+# ---------------------------------------------------------------- down / status
+def stop_processes(sdir: Path, grace: float = 10) -> None:
+    pids = set(lab_pids(sdir))
+    for pidfile in list(sdir.glob("*/qemu.pid")) + [sdir / "hub.pid"]:
+        pid = read_pid(pidfile)
+        if pid and pid_alive(pid, str(sdir) + "/"):
+            pids.add(pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p, str(sdir) + "/") for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if pid_alive(pid, str(sdir) + "/"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(p, str(sdir) + "/") for p in pids):
+        time.sleep(0.2)
+
+
+def down(lab: str) -> None:
+    """Kill the lab's VMs and remove its state dir. Safe to run when nothing is up."""
+    sdir = state_dir(lab)
+    if sdir.resolve().parent != STATE_ROOT.resolve():
+        raise HarnessError(f"refusing to remove {sdir}")
+    stop_processes(sdir)
+    left = lab_pids(sdir)
+    if left:
+        raise HarnessError(f"processes of lab {lab} still alive: {left}")
+    if sdir.exists():
+        shutil.rmtree(sdir)
+        log(f"lab {lab}: stopped, {sdir} removed")
+    else:
+        log(f"lab {lab}: nothing to do")
+
+
+def status(lab: str) -> dict:
+    sdir = state_dir(lab)
+    st_file = sdir / "state.json"
+    if not st_file.exists():
+        return {"lab": lab, "state_dir": str(sdir), "up": False, "nodes": []}
+    st = json.loads(st_file.read_text())
+    nodes = []
+    for n in st["nodes"]:
+        pid = read_pid(sdir / n["name"] / "qemu.pid")
+        alive = bool(pid and pid_alive(pid, str(sdir) + "/"))
+        nodes.append({"name": n["name"], "running": alive, "pid": pid if alive else None,
+                      "ssh_port": n["ssh_port"], "link_ip": n.get("link_ip"),
+                      "disks": [{"serial": d["serial"], "device": d["guest_device"], "by_id": d["guest_by_id"]}
+                                for d in n["disks"]],
+                      "serial_log": str(sdir / n["name"] / "serial.log")})
+    return {"lab": lab, "state_dir": str(sdir), "image": st["image"],
+            "inventory": str(sdir / "inventory.yml"),
+            "up": all(n["running"] for n in nodes), "nodes": nodes}
+
+
+# ---------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("up", "down", "status"):
+        p = sub.add_parser(name)
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--spec", help="lab spec file (JSON, or YAML with PyYAML)")
+        if name != "up":
+            g.add_argument("--lab", help="lab name instead of a spec")
+        p.add_argument("--json", action="store_true", help="print machine-readable output")
+        if name == "up":
+            p.add_argument("--no-wait", action="store_true", help="do not wait for ssh")
+    p = sub.add_parser("hub", help=argparse.SUPPRESS)
+    p.add_argument("--listen", type=int, required=True)
+    p.add_argument("--ports", required=True)
+    p.add_argument("--state-dir", help="only marks the process as belonging to the lab")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "hub":
+            run_hub(args.listen, [int(x) for x in args.ports.split(",")])
+            return 0
+        if args.spec:
+            spec = load_spec(args.spec)
+            lab = spec["lab"]
+        else:
+            spec, lab = None, args.lab
+        if args.cmd == "up":
+            up(spec, wait=not args.no_wait)
+            print(json.dumps(status(lab), indent=2) if args.json else state_dir(lab) / "inventory.yml")
+        elif args.cmd == "down":
+            down(lab)
+        else:
+            st = status(lab)
+            if args.json:
+                print(json.dumps(st, indent=2))
+            else:
+                print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
+                for n in st["nodes"]:
+                    print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
+                          f" ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
+                          + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
+            return 0 if st["up"] else 3
+    except HarnessError as exc:
+        log(f"ERROR: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
