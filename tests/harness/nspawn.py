@@ -17,7 +17,10 @@ Spec (JSON file or dict):
      "bridge_ip": "10.60.0.1",  "host_ip": "10.60.0.254",
      "rootfs": "/var/cache/kickstack/rootfs/bookworm-...",   # default: scripts/build-rootfs
      "packages": ["mariadb-server"],   # baked into the rootfs: nodes reach no mirror
-     "nspawn_args": ["--bind-ro=/srv"], "boot_timeout": 90}
+     "nspawn_args": ["--bind-ro=/srv"], "boot_timeout": 90,
+     "binds": [{"src": "/var/cache/kickstack/wheels/abc", "dst": "/srv/kickstack/wheels"}]}
+                                       # read-only bind mounts (--bind-ro=SRC:DST) into
+                                       # every node; src must be an existing directory
 
 Nodes may also carry their own "nspawn_args". Topology (all names derived from the
 lab name, so `down` needs no state and is safe to run twice):
@@ -88,6 +91,15 @@ def load_spec(spec: dict | str | Path) -> dict:
     s["host_ip"] = str(ipaddress.ip_address(s.get("host_ip", str(hosts[-1]))))
     s.setdefault("nspawn_args", [])
     s.setdefault("boot_timeout", 90)
+    binds = []
+    for b in s.get("binds") or []:
+        src, dst = (b.get("src", ""), b.get("dst", "")) if isinstance(b, dict) else ("", "")
+        if not (src.startswith("/") and dst.startswith("/")) or ":" in src + dst:
+            raise HarnessError(f"bind {b!r}: need {{'src': ABSPATH, 'dst': ABSPATH}} without ':'")
+        if not Path(src).is_dir():
+            raise HarnessError(f"bind {b!r}: {src} is not a directory")
+        binds.append({"src": src, "dst": dst})
+    s["binds"] = binds
     s["packages"] = sorted(set(s.get("packages") or []))
     bad = [p for p in s["packages"] if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", p)]
     if bad:
@@ -375,7 +387,8 @@ def start_node(spec: dict, node: dict, rootfs: str, state: Path) -> int:
             "-M", f"{lab}-{name}", f"--hostname={name}", f"--overlay={rootfs}:{upper}:/",
             f"--network-namespace-path=/run/netns/{node_ns(lab, name)}",
             "--link-journal=no", "--console=read-only", "--resolv-conf=off",
-            "--timezone=off", *spec["nspawn_args"], *node["nspawn_args"]]
+            "--timezone=off", *[f"--bind-ro={b['src']}:{b['dst']}" for b in spec.get("binds", [])],
+            *spec["nspawn_args"], *node["nspawn_args"]]
     # A fresh interpreter forks and execs, so the launcher never belongs to (and is
     # never reaped by) a multi-threaded caller such as pytest or ansible.
     env = dict(os.environ, SYSTEMD_NSPAWN_LOCK="0")  # nodes share one read-only lower dir
