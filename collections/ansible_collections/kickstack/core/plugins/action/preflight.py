@@ -30,6 +30,11 @@ SITE_KEYS = (
     "kickstack_os",
     "kickstack_language",
     "kickstack_keyboard",
+    "kickstack_replication_network",
+    "kickstack_drbd_version",
+    "kickstack_drbd_dual_primary",
+    "kickstack_drbd_fencing",
+    "kickstack_drbd_allow_dual_primary_without_fencing",
 )
 
 

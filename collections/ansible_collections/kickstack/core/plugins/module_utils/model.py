@@ -285,6 +285,20 @@ def _check_storage(name: str, hv: Dict[str, Any], host: Dict[str, Any], problems
         problems.add(name, "kickstack_drbd_disk",
                      f"backing device {drbd_disk} is missing from kickstack_disks ({', '.join(host['disks'])})")
     host["drbd_disk"] = drbd_disk
+    force = hv.get("kickstack_drbd_force_create_md", [])
+    if force is True:
+        force = [drbd_disk] if _is_str(drbd_disk) else []
+    elif force is False or force is None:
+        force = []
+    if not isinstance(force, list) or not all(_is_str(d) for d in force):
+        problems.add(name, "kickstack_drbd_force_create_md",
+                     "must be a list of this host's disks whose contents may be destroyed (or true for the DRBD disk)")
+        force = []
+    for disk in force:
+        if disk != drbd_disk:
+            problems.add(name, "kickstack_drbd_force_create_md",
+                         f"{disk} is not this host's DRBD backing device ({drbd_disk})")
+    host["drbd_force_create_md"] = force
     peer = hv.get("kickstack_drbd_peer")
     if not _is_str(peer):
         problems.add(name, "kickstack_drbd_peer", "storage nodes come in pairs: name this node's DRBD peer")
@@ -371,6 +385,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
 
     _check_roles(model_hosts, site, problems, require_pxe)
     _check_pairs(model_hosts, problems)
+    _check_replication(model_hosts, site, site_vars, problems)
     _check_secrets(model_hosts, site, required_secrets, secrets, problems)
 
     if not problems:
@@ -419,6 +434,60 @@ def _check_pairs(hosts: Dict[str, Dict[str, Any]], problems: Problems) -> None:
         elif hosts[peer].get("drbd_peer") != name:
             problems.add(name, "kickstack_drbd_peer",
                          f"peer {peer} names {hosts[peer].get('drbd_peer')!r} as its peer, not {name}")
+
+
+DRBD_FENCING = ("resource-and-stonith", "resource-only", "none")
+DRBD_VERSIONS = ("8.4", "9")
+
+
+def _check_replication(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], site_vars: Dict[str, Any],
+                       problems: Problems) -> None:
+    """DRBD pairs replicate on one network, both with an address on it; dual-primary needs fencing.
+
+    The model has one DRBD resource per host (kickstack_drbd_disk), so no disk can serve two
+    resources here; the drbd role asserts it again for resources given to it directly.
+    """
+    storage = [n for n, h in hosts.items() if h["profile"] == "storage"]
+    net_name = site_vars.get("kickstack_replication_network", "storage")
+    site["replication_network"] = net_name
+    version = site_vars.get("kickstack_drbd_version")
+    if version is not None and str(version) not in DRBD_VERSIONS:
+        problems.add("site", "kickstack_drbd_version", f"{version!r} is not one of {', '.join(DRBD_VERSIONS)}")
+    dual = site_vars.get("kickstack_drbd_dual_primary", True)
+    fencing = site_vars.get("kickstack_drbd_fencing", "resource-and-stonith")
+    allow = site_vars.get("kickstack_drbd_allow_dual_primary_without_fencing", False)
+    for field, value in (("kickstack_drbd_dual_primary", dual),
+                         ("kickstack_drbd_allow_dual_primary_without_fencing", allow)):
+        if not isinstance(value, bool):
+            problems.add("site", field, f"{value!r} is not true or false")
+    if fencing not in DRBD_FENCING:
+        problems.add("site", "kickstack_drbd_fencing", f"{fencing!r} is not one of {', '.join(DRBD_FENCING)}")
+    elif storage and dual is True and fencing != "resource-and-stonith" and allow is not True:
+        problems.add("site", "kickstack_drbd_fencing",
+                     f"dual-primary DRBD (kickstack_drbd_dual_primary: true) with fencing {fencing!r} can corrupt "
+                     "data after a split brain: use resource-and-stonith (with the cluster's fencing), or set "
+                     "kickstack_drbd_allow_dual_primary_without_fencing: true in a test lab")
+    if not storage:
+        return
+    net = site["networks"].get(net_name) if isinstance(net_name, str) else None
+    if net is None:
+        problems.add("site", "kickstack_replication_network",
+                     f"{net_name!r} is not one of kickstack_networks ({', '.join(sorted(site['networks']))})")
+        return
+    for name in storage:
+        host = hosts[name]
+        nic = next((n for n in host["interfaces"] if n["network"] == net_name), None)
+        host["replication_ip"] = nic["ip"] if nic else None
+        if nic is None:
+            problems.add(name, "kickstack_interfaces",
+                         f"no interface on the replication network {net_name!r} ({net['cidr']}): DRBD needs one")
+        # An address outside the network is reported on the interface itself (_interfaces).
+    for name in storage:
+        peer = hosts[name].get("drbd_peer")
+        if _is_str(peer) and peer in hosts and hosts[peer]["profile"] == "storage":
+            if hosts[name].get("replication_ip") and hosts[peer].get("replication_ip") is None:
+                problems.add(name, "kickstack_drbd_peer",
+                             f"peer {peer} has no address on the replication network {net_name!r}")
 
 
 def _check_secrets(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], required: Dict[str, List[str]],

@@ -1,0 +1,179 @@
+"""Render tier for the shared-storage roles (drbd, lvm_shared): playbooks/storage.yml in render
+mode on the lab and on a generated site, in DRBD 8.4 and 9 syntax. Every DRBD resource passes
+`drbdadm -c <file> -d up` for each of its nodes (tests/validators.drbd), every lvm.conf passes
+`lvmconfig --validate`, and broken configurations are shown to be caught."""
+
+import json
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, VENV_BIN, copy_lab, read_secrets, run
+
+import validators
+
+VERSIONS = ("8.4", "9")
+
+
+def render_storage(inventory: Path, out: Path, *extra: str):
+    # Render mode gathers no facts: the DRBD version is given (a later -e wins).
+    return run([VENV_BIN / "ansible-playbook", "-i", inventory, REPO / "playbooks" / "storage.yml",
+                "-c", "local", "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
+                "-e", "kickstack_drbd_version=8.4",
+                "-e", f"kickstack_storage_render_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return copy_lab(tmp_path_factory.mktemp("storage") / "inventory")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    inv = tmp_path_factory.mktemp("storage-gen") / "inventory"
+    result = run([VENV_BIN / "python", REPO / "scripts" / "gen-inventory", "--hosts", "20", "--out", inv])
+    assert result.returncode == 0, result.stderr
+    return inv
+
+
+def _rendered(lab, generated, tmp_path_factory, site, version):
+    inv = lab if site == "lab" else generated
+    out = tmp_path_factory.mktemp(f"render-{site}-{version}")
+    result = render_storage(inv, out, "-e", f"kickstack_drbd_version={version}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return inv, out, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def renders(lab, generated, tmp_path_factory):
+    return {(site, v): _rendered(lab, generated, tmp_path_factory, site, v)
+            for site in ("lab", "generated") for v in VERSIONS}
+
+
+def _on_nodes(text):
+    return re.findall(r"^\s*on (\S+) \{", text, re.M)
+
+
+@pytest.mark.parametrize("site", ["lab", "generated"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_drbd_resources_pass_drbdadm(renders, site, version, tmp_path):
+    _inv, out, _log = renders[(site, version)]
+    hosts = sorted(p.name for p in out.iterdir())
+    assert len(hosts) == (2 if site == "lab" else 6)
+    for host in hosts:
+        res = out / host / "etc/drbd.d/r0.res"
+        common = out / host / "etc/drbd.d/global_common.conf"
+        assert stat.S_IMODE(res.stat().st_mode) == 0o600, f"{res} holds the shared secret"
+        text = res.read_text()
+        nodes = _on_nodes(text)
+        assert host in nodes and len(nodes) == 2, nodes
+        # The whole configuration, as /etc/drbd.conf includes it, for each node of the pair.
+        whole = tmp_path / f"{host}-drbd.conf"
+        whole.write_text(common.read_text() + text)
+        for node in nodes:
+            for path in (res, whole):
+                assert validators.drbd(path, node, version) == [], (path, node)
+        assert re.search(r"protocol C;", text)
+        assert "allow-two-primaries yes;" in text
+        assert "after-sb-0pri discard-zero-changes;" in text
+        assert "after-sb-1pri discard-secondary;" in text
+        assert "after-sb-2pri disconnect;" in text
+        assert "on-io-error detach;" in text and "sndbuf-size 0;" in text
+        assert "resync-rate 37M;" in text  # 0.3 x min(1000 Mbit/s = 125 MB/s, 200 MB/s)
+        net = re.search(r"net \{(.*?)\}", text, re.S).group(1)
+        disk = re.search(r"disk \{(.*?)\}", text, re.S).group(1)
+        if version == "8.4":
+            assert "become-primary-on both;" in text
+            assert "fencing resource-and-stonith;" in disk
+            assert 'after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";' in text
+        else:
+            assert "auto-promote yes;" in text and "become-primary-on both" not in text
+            assert "fencing resource-and-stonith;" in net
+            assert 'unfence-peer "/usr/lib/drbd/crm-unfence-peer.9.sh";' in text
+        # The other syntax is refused: the validator tells the versions apart.
+        other = "9" if version == "8.4" else "8.4"
+        assert validators.drbd(res, host, other), f"{res} passed as DRBD {other}"
+
+
+def test_lab_addresses_and_disks(renders):
+    _inv, out, _log = renders[("lab", "8.4")]
+    text = (out / "stor01/etc/drbd.d/r0.res").read_text()
+    assert "address 10.60.1.31:7789;" in text and "address 10.60.1.32:7789;" in text
+    assert "disk /dev/sdb;" in text and "device /dev/drbd0;" in text and "meta-disk internal;" in text
+
+
+@pytest.mark.parametrize("site", ["lab", "generated"])
+def test_lvm_conf_passes_lvmconfig_and_hides_backing_device(renders, site):
+    _inv, out, _log = renders[(site, "8.4")]
+    for host in sorted(p.name for p in out.iterdir()):
+        conf = out / host / "etc/lvm/lvm.conf"
+        assert validators.lvmconfig(conf) == [], conf
+        text = conf.read_text()
+        assert re.search(r"^\s*write_cache_state = 0$", text, re.M)
+        for key in ("filter", "global_filter"):
+            raw = re.search(rf"^\s*{key} = (\[.*\])$", text, re.M).group(1)
+            patterns = json.loads(raw)
+
+            def verdict(dev):
+                for pat in patterns:
+                    if re.search(pat[2:-1], dev):
+                        return pat[0]
+                return "a"
+
+            assert verdict("/dev/drbd0") == "a"
+            assert verdict("/dev/sdb") == "r", "the DRBD backing device must be rejected"
+            assert verdict("/dev/disk/by-id/virtio-drbd0") == "r"
+            assert verdict("/dev/sda2") == "a", "the OS disk's vg_os must stay visible"
+            assert verdict("/dev/sdc") == "r"
+
+
+def test_broken_configs_are_caught(renders, tmp_path):
+    _inv, out, _log = renders[("lab", "8.4")]
+    text = (out / "stor01/etc/drbd.d/r0.res").read_text()
+    broken = tmp_path / "broken.res"
+    broken.write_text(text.replace("protocol C;", "protocol C"))
+    assert validators.drbd(broken, "stor01", "8.4")
+    wrong_host = tmp_path / "wrong-host.res"
+    wrong_host.write_text(text)
+    assert validators.drbd(wrong_host, "stor99", "8.4"), "a node outside the resource must be refused"
+    lvm = (out / "stor01/etc/lvm/lvm.conf").read_text()
+    bad = tmp_path / "lvm.conf"
+    bad.write_text(lvm.replace('"r|.*|" ]', '"r|.*|"', 1))
+    assert validators.lvmconfig(bad)
+
+
+def test_no_secret_in_output(lab, renders):
+    secret = read_secrets(lab)["drbd_shared_secret"]
+    for (site, _v), (_inv, _out, log) in renders.items():
+        if site == "lab":
+            assert secret not in log
+
+
+def test_dual_primary_without_fencing_is_refused(lab, tmp_path):
+    result = render_storage(lab, tmp_path / "out", "-e", "kickstack_drbd_fencing=none")
+    assert result.returncode != 0
+    assert "dual-primary without fencing" in result.stdout
+    ok = render_storage(lab, tmp_path / "ok", "-e", "kickstack_drbd_fencing=none",
+                        "-e", "kickstack_drbd_allow_dual_primary_without_fencing=true")
+    assert ok.returncode == 0, ok.stdout[-2000:]
+    text = (tmp_path / "ok/stor01/etc/drbd.d/r0.res").read_text()
+    assert "fencing dont-care;" in text and "handlers" not in text
+    assert validators.drbd(tmp_path / "ok/stor01/etc/drbd.d/r0.res", "stor01", "8.4") == []
+
+
+def test_two_resources_on_one_disk_are_refused(lab, tmp_path):
+    nodes = [{"name": "stor01", "address": "10.60.1.31", "disk": "/dev/sdb"},
+             {"name": "stor02", "address": "10.60.1.32", "disk": "/dev/sdb"}]
+    resources = [{"name": "r0", "device": "/dev/drbd0", "port": 7789, "nodes": nodes},
+                 {"name": "r1", "device": "/dev/drbd1", "port": 7790, "nodes": nodes}]
+    result = render_storage(lab, tmp_path / "out", "-e", json.dumps({"drbd_resources": resources}))
+    assert result.returncode != 0
+    assert "no backing disk may serve two resources" in result.stdout
+
+
+def test_extra_vars_yaml_is_valid():
+    # storage.yml documents its inventory inputs; keep it parseable YAML with one play.
+    plays = yaml.safe_load((REPO / "playbooks" / "storage.yml").read_text())
+    assert [r["role"] for r in plays[0]["roles"]] == ["drbd", "lvm_shared"]
