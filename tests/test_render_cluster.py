@@ -1,0 +1,262 @@
+"""Render tier for the cluster roles: corosync 3 / cman and lvmlockd / clvmd, checked by their consumers.
+
+playbooks/cluster.yml runs in render-only mode (-e kickstack_cluster_render_dir=DIR, connection
+local, the storage nodes' OS facts given) over a fresh copy of the lab. Every file goes to the
+program that reads it (corosync -t, lvmconfig --validate) or, for cman's cluster.conf, which
+nothing here can run, to xmllint against our own RelaxNG schema of the subset we emit
+(tests/data/cluster.rng) plus XPath checks. Golden files: tests/golden/cluster-*; regenerate with
+KICKSTACK_UPDATE_GOLDEN=1 (make golden).
+"""
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import validators
+from conftest import REPO, VENV_BIN, copy_lab, run
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("KICKSTACK_UPDATE_GOLDEN") == "1"
+SCHEMA = Path(__file__).parent / "data" / "cluster.rng"
+
+EL10 = {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "10"}
+EL6 = {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "6"}
+# cman's fence agents take the old parameter names (ipaddr/login/passwd).
+CMAN_FENCE = [
+    {"name": f"ipmi-{h}", "agent": "fence_ipmilan", "host": h,
+     "params": {"ipaddr": f"10.60.0.1{h[-2:]}", "login": "kickstack", "passwd": "s3cret&<x>", "lanplus": 1}}
+    for h in ("stor01", "stor02")
+]
+
+
+def render(inventory, out, facts, *extra):
+    return run([VENV_BIN / "ansible-playbook", "-i", inventory, REPO / "playbooks" / "cluster.yml",
+                "-l", "storage", "-c", "local",
+                "-e", f"kickstack_cluster_render_dir={out}",
+                "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
+                "-e", json.dumps({"ansible_facts": facts}), *extra])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    return copy_lab(tmp_path_factory.mktemp("cluster") / "lab")
+
+
+@pytest.fixture(scope="module")
+def corosync_tree(lab, tmp_path_factory):
+    out = tmp_path_factory.mktemp("corosync")
+    result = render(lab, out, EL10)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def cman_tree(lab, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cman")
+    result = render(lab, out, EL6, "-e", json.dumps({
+        "kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "clvmd",
+        "kickstack_fence_devices": CMAN_FENCE}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return out
+
+
+# ---------------------------------------------------------------- corosync 3 + lvmlockd
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the corosync check needs root (netns)")
+@pytest.mark.parametrize("node,ip", [("stor01", "10.60.1.31"), ("stor02", "10.60.1.32")])
+def test_corosync_conf_passes_corosync(corosync_tree, node, ip):
+    path = corosync_tree / node / "etc/corosync/corosync.conf"
+    assert validators.corosync(path, ip) == []
+
+
+def test_corosync_conf_content(corosync_tree):
+    text = (corosync_tree / "stor01/etc/corosync/corosync.conf").read_text()
+    for line in ("transport: knet", "crypto_cipher: aes256", "crypto_hash: sha256",
+                 "provider: corosync_votequorum", "two_node: 1",
+                 "ring0_addr: 10.60.1.31", "ring0_addr: 10.60.1.32"):
+        assert re.search(rf"^\s*{re.escape(line)}$", text, re.M), line
+    assert (corosync_tree / "stor02/etc/corosync/corosync.conf").read_text() == text, "nodes disagree"
+    # The authkey is never rendered in render-only mode (it is a secret).
+    assert not (corosync_tree / "stor01/etc/corosync/authkey").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the corosync check needs root (netns)")
+def test_corosync_validator_catches_a_broken_file(corosync_tree, tmp_path):
+    broken = tmp_path / "corosync.conf"
+    text = (corosync_tree / "stor01/etc/corosync/corosync.conf").read_text()
+    broken.write_text(text.replace("quorum {", "quorum {{", 1))
+    assert validators.corosync(broken, "10.60.1.31") != []
+
+
+def test_lvmlockd_lvm_conf_passes_lvmconfig(corosync_tree):
+    path = corosync_tree / "stor01/etc/lvm/lvmlocal.conf"
+    assert validators.lvmconfig(path) == []
+    assert re.search(r"^\s*use_lvmlockd = 1$", path.read_text(), re.M)
+
+
+# ---------------------------------------------------------------- cman + clvmd
+
+def _cluster_conf_problems(path):
+    """The checks a schema cannot make: unique nodeids/names, two_node => expected_votes=1,
+    a fence method per node whose devices exist."""
+    problems = []
+    root = ET.parse(path).getroot()
+    nodes = root.findall("./clusternodes/clusternode")
+    ids = [n.get("nodeid") for n in nodes]
+    names = [n.get("name") for n in nodes]
+    if len(set(ids)) != len(ids):
+        problems.append(f"duplicate nodeid: {ids}")
+    if len(set(names)) != len(names):
+        problems.append(f"duplicate clusternode name: {names}")
+    cman = root.find("./cman")
+    if cman is not None and cman.get("two_node") == "1":
+        if cman.get("expected_votes") != "1":
+            problems.append("two_node=1 without expected_votes=1")
+        if len(nodes) != 2:
+            problems.append(f"two_node=1 with {len(nodes)} nodes")
+    devices = {d.get("name") for d in root.findall("./fencedevices/fencedevice")}
+    for node in nodes:
+        methods = node.findall("./fence/method")
+        if not methods:
+            problems.append(f"{node.get('name')}: no fence method")
+        for dev in node.findall("./fence/method/device"):
+            if dev.get("name") not in devices:
+                problems.append(f"{node.get('name')}: fence device {dev.get('name')} is not defined")
+    return problems
+
+
+def test_cluster_conf_passes_schema_and_xpath(cman_tree):
+    path = cman_tree / "stor01/etc/cluster/cluster.conf"
+    assert validators.cluster_conf(path, SCHEMA) == []
+    assert _cluster_conf_problems(path) == []
+    root = ET.parse(path).getroot()
+    assert root.find("./cman").attrib == {"two_node": "1", "expected_votes": "1", "port": "5405"}
+    assert (cman_tree / "stor02/etc/cluster/cluster.conf").read_text() == path.read_text()
+
+
+@pytest.mark.parametrize("breakage,expected", [
+    (lambda t: t.replace('nodeid="2"', 'nodeid="1"'), "duplicate nodeid"),
+    (lambda t: t.replace('expected_votes="1"', 'expected_votes="2"'), "two_node=1 without expected_votes=1"),
+    (lambda t: re.sub(r"(<clusternode name=\"stor02\"[^>]*>\s*<fence>).*?(</fence>)", r"\1\2", t, flags=re.S),
+     "stor02: no fence method"),
+], ids=["duplicate-nodeid", "two-node-expected-votes", "no-fence-method"])
+def test_broken_cluster_conf_is_caught(cman_tree, tmp_path, breakage, expected):
+    broken = tmp_path / "cluster.conf"
+    broken.write_text(breakage((cman_tree / "stor01/etc/cluster/cluster.conf").read_text()))
+    assert validators.cluster_conf(broken, SCHEMA) != [] or expected == "duplicate nodeid"
+    assert expected in " ".join(_cluster_conf_problems(broken))
+
+
+def test_cluster_conf_escapes_fence_secrets_and_is_private(cman_tree):
+    path = cman_tree / "stor01/etc/cluster/cluster.conf"
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    dev = ET.parse(path).getroot().find("./fencedevices/fencedevice[@name='ipmi-stor01']")
+    assert dev.get("passwd") == "s3cret&<x>"
+
+
+# The lvmconfig here is LVM 2.03, which parses locking_type = 3 but no longer implements it:
+# it says exactly that (and nothing else). EL6's LVM 2.02 is the consumer of this file.
+LVM203_CLVM_NOTES = {
+    "WARNING: see lvmlockd(8) for information on using cluster/clvm VGs.",
+    "WARNING: locking_type (3) is deprecated, using file locking.",
+}
+
+
+def test_clvmd_lvm_conf_passes_lvmconfig(cman_tree, tmp_path):
+    path = cman_tree / "stor01/etc/lvm/lvmlocal.conf"
+    assert set(validators.lvmconfig(path)) <= LVM203_CLVM_NOTES
+    broken = tmp_path / "lvm.conf"
+    broken.write_text(path.read_text().replace("locking_type = 3", "locking_type = three"))
+    assert set(validators.lvmconfig(broken)) - LVM203_CLVM_NOTES, "lvmconfig missed a broken value"
+    assert re.search(r"^\s*locking_type = 3$", path.read_text(), re.M)
+
+
+def test_cman_corosync1_and_firewall(cman_tree):
+    text = (cman_tree / "stor01/etc/corosync/corosync.conf").read_text()
+    assert re.search(r"^\s*bindnetaddr: 10\.60\.1\.0$", text, re.M)
+    assert re.search(r"^\s*mcastport: 5405$", text, re.M)
+    rules = (cman_tree / "stor01/etc/sysconfig/iptables-kickstack-cluster").read_text()
+    assert "--dports 5404,5405" in rules and "--dport 21064" in rules and "-s 10.60.1.0/24" in rules
+
+
+# ---------------------------------------------------------------- golden files
+
+GOLDEN_FILES = {
+    ("corosync", "etc/corosync/corosync.conf"): "cluster-corosync3.conf",
+    ("corosync", "etc/lvm/lvmlocal.conf"): "cluster-lvmlocal-lvmlockd.conf",
+    ("cman", "etc/cluster/cluster.conf"): "cluster-cman-cluster.conf",
+    ("cman", "etc/corosync/corosync.conf"): "cluster-cman-corosync1.conf",
+    ("cman", "etc/sysconfig/iptables-kickstack-cluster"): "cluster-cman-iptables",
+    ("cman", "etc/lvm/lvmlocal.conf"): "cluster-lvmlocal-clvmd.conf",
+}
+
+
+@pytest.mark.parametrize("key", GOLDEN_FILES, ids=list(GOLDEN_FILES.values()))
+def test_golden(key, corosync_tree, cman_tree):
+    stack, rel = key
+    tree = corosync_tree if stack == "corosync" else cman_tree
+    actual = (tree / "stor01" / rel).read_text()
+    golden = GOLDEN / GOLDEN_FILES[key]
+    if UPDATE:
+        golden.write_text(actual)
+    assert golden.exists(), f"missing golden file {golden.name}: run `make golden`"
+    assert actual == golden.read_text(), f"{rel} ({stack}) differs from {golden.name}: review, then `make golden`"
+
+
+# ---------------------------------------------------------------- role asserts on broken inputs
+
+ROLE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: cluster
+      vars:
+        cluster_render_only: true
+        cluster_config_root: {root}
+        cluster_stack: {stack}
+        cluster_nodes: {nodes}
+        cluster_fence_devices: {fence}
+        cluster_allow_fence_manual: {manual}
+"""
+TWO = [{"name": "stor01", "addr": "10.60.1.31", "nodeid": 1}, {"name": "stor02", "addr": "10.60.1.32", "nodeid": 2}]
+
+
+def _fence(agent):
+    return [{"name": f"f-{n['name']}", "agent": agent, "host": n["name"], "params": {}} for n in TWO]
+
+
+@pytest.mark.parametrize("stack,nodes,fence,manual,expected", [
+    ("cman", [TWO[0], dict(TWO[1], nodeid=1)], _fence("fence_ipmilan"), False, "duplicate nodeid"),
+    ("cman", TWO, _fence("fence_manual"), False, "fence_manual needs the explicit opt-in"),
+    ("corosync", TWO, _fence("fence_manual"), True, "fence_manual exists only for cman"),
+    ("corosync", TWO, _fence("fence_ipmilan")[:1], False, "no fence device for ['stor02']"),
+    ("corosync", TWO + [dict(TWO[0], name="stor03", nodeid=3)], [], False, "two_node needs exactly 2 nodes"),
+], ids=["duplicate-nodeid", "fence-manual-no-opt-in", "fence-manual-pacemaker", "unfenced-node", "two-node-3"])
+def test_role_refuses_broken_input(tmp_path, stack, nodes, fence, manual, expected):
+    play = tmp_path / "play.yml"
+    play.write_text(ROLE_PLAY.format(root=tmp_path / "out", stack=stack, nodes=json.dumps(nodes),
+                                     fence=json.dumps(fence), manual=str(manual).lower()))
+    extra = ["-e", "cluster_two_node=true"] if "two_node" in expected else []
+    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
+                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
+                  "-e", json.dumps({"ansible_facts": EL10}), *extra])
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr, result.stdout[-2000:]
+    assert not (tmp_path / "out").exists(), "the role wrote files before refusing"
+
+
+def test_fence_manual_with_opt_in_renders(tmp_path):
+    play = tmp_path / "play.yml"
+    play.write_text(ROLE_PLAY.format(root=tmp_path / "out", stack="cman", nodes=json.dumps(TWO),
+                                     fence=json.dumps(_fence("fence_manual")), manual="true"))
+    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
+                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
+                  "-e", json.dumps({"ansible_facts": EL6})])
+    assert result.returncode == 0, result.stdout[-2000:]
+    path = tmp_path / "out/etc/cluster/cluster.conf"
+    assert validators.cluster_conf(path, SCHEMA) == []
+    assert _cluster_conf_problems(path) == []
+    assert 'agent="fence_manual"' in path.read_text()
