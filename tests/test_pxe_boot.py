@@ -1,0 +1,245 @@
+"""The PXE boot server, proven by real PXE clients on a private network.
+
+A systemd-nspawn container pxe01 (10.60.0.5, tests/harness/nspawn.py) on a lab bridge of its
+own gets playbooks/pxe_server.yml (the lab inventory, only pxe01 reachable). The installer is
+a stand-in (scripts/build-pxe-standin: Debian's kernel + a busybox initramfs that prints its
+command line, takes a DHCP lease, fetches inst.ks= and prints the kickstart's header). QEMU
+(TCG) clients on a tap in the bridge's namespace then PXE-boot from it: ctl01's MAC with BIOS
+(SeaBIOS + iPXE) and with UEFI (OVMF + Debian's signed shim/GRUB), and an unknown MAC that
+must get nothing. Evidence: dnsmasq's log-dhcp journal in the container and the clients'
+serial consoles. Every qemu is killed and the lab torn down, also on failure.
+
+Host packages: scripts/install-pxe-test-deps.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_lab, run, run_playbook
+
+sys.path.insert(0, str(REPO / "tests" / "harness"))
+import nspawn  # noqa: E402
+
+LAB = "pxe"
+PXE_IP = "10.60.0.5"
+CTL_MAC = "52:54:00:60:00:11"
+CTL_IP = "10.60.0.11"
+UNKNOWN_MAC = "52:54:00:60:00:99"
+KS_URL = f"http://{PXE_IP}/kickstack/ks/ctl01.ks"
+MIRROR_IN_NODE = "/srv/standin-mirror"
+PACKAGES = ["dnsmasq", "nginx", "pxelinux", "syslinux-common", "grub-efi-amd64-signed", "shim-signed",
+            "python3-apt"]  # python3-apt: the package module on Debian
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
+BOOT_TIMEOUT = int(os.environ.get("KICKSTACK_PXE_BOOT_TIMEOUT", "300"))  # per client, TCG; ~40-80 s idle
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, systemd-nspawn, taps"),
+    pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not OVMF_CODE.exists()
+                       or not Path("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
+                       or not Path("/bin/busybox").exists(),
+                       reason="needs qemu-system-x86, ovmf, ipxe-qemu, busybox-static "
+                              "(scripts/install-pxe-test-deps)"),
+]
+
+
+def timed(times, name):
+    class _T:
+        def __enter__(self):
+            self.t0 = time.monotonic()
+
+        def __exit__(self, *exc):
+            times[name] = round(time.monotonic() - self.t0, 1)
+    return _T()
+
+
+def standin_mirror(base: Path) -> Path:
+    """A mirror root holding <tree>/images/pxeboot/{vmlinuz,initrd.img} for every OS release."""
+    p = subprocess.run([REPO / "scripts" / "build-pxe-standin"], stdout=subprocess.PIPE, text=True)
+    assert p.returncode == 0, "scripts/build-pxe-standin failed"
+    standin = Path(p.stdout.strip().splitlines()[-1])
+    mirror = base / "mirror"
+    (mirror / "_standin").mkdir(parents=True)
+    for f in ("vmlinuz", "initrd.img"):
+        shutil.copy(standin / f, mirror / "_standin" / f)
+    platforms = yaml.safe_load((REPO / "roles/preflight/vars/main.yml").read_text())["__preflight_platforms"]
+    for plat in platforms.values():
+        d = mirror / plat["tree"] / "images" / "pxeboot"
+        d.mkdir(parents=True, exist_ok=True)
+        for f in ("vmlinuz", "initrd.img"):
+            (d / f).symlink_to(os.path.relpath(mirror / "_standin" / f, d))
+    return mirror
+
+
+class Client:
+    """One QEMU PXE client on a tap in the lab bridge's namespace."""
+
+    def __init__(self, name, mac, firmware, workdir, br_ns):
+        self.name, self.mac, self.firmware, self.br_ns = name, mac, firmware, br_ns
+        self.console = workdir / f"{name}.console.log"
+        self.tap = f"tq{name[:10]}"
+        run(["ip", "-n", br_ns, "tuntap", "add", "dev", self.tap, "mode", "tap"], check=True)
+        run(["ip", "-n", br_ns, "link", "set", self.tap, "master", "br0", "up"], check=True)
+        cmd = ["nsenter", f"--net=/run/netns/{br_ns}", "--", QEMU, "-accel", "tcg", "-m", "512",
+               "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-vga", "none",
+               "-monitor", "none", "-serial", f"file:{self.console}", "-boot", "n",
+               "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
+               "-device", f"e1000,netdev=n0,mac={mac}"]
+        if firmware == "uefi":
+            vars_copy = workdir / f"{name}.OVMF_VARS.fd"
+            shutil.copy(OVMF_VARS, vars_copy)
+            cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(workdir / f"{name}.qemu.err", "w"),
+                                     start_new_session=True)
+
+    def text(self):
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def wait(self, timeout):
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def dnsmasq_log(state_dir, since):
+    p = subprocess.run(nspawn.ssh_cmd(state_dir, PXE_IP, "journalctl", "-u", "dnsmasq", "--no-pager",
+                                      "-o", "cat", "--since", f"'{since}'"),
+                       capture_output=True, text=True, timeout=60)
+    return p.stdout
+
+
+def journal_now():
+    """A --since for the node's journal (the container shares the host's clock)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() - 1))
+
+
+def node_sh(state_dir, *cmd):
+    return subprocess.run(nspawn.ssh_cmd(state_dir, PXE_IP, *cmd), capture_output=True, text=True, timeout=60)
+
+
+def changed_count(out):
+    m = re.findall(r"^pxe01\s*:.*?changed=(\d+).*?failed=(\d+)", out, re.M)
+    assert m, out[-2000:]
+    return int(m[-1][0]), int(m[-1][1])
+
+
+def test_pxe_boot(tmp_path):
+    times = {}
+    t_all = time.monotonic()
+    mirror = standin_mirror(tmp_path)
+    spec = {"lab": LAB, "subnet": "10.60.0.0/24", "boot_timeout": 120,
+            "nodes": [{"name": "pxe01", "ip": PXE_IP, "mac": "52:54:00:60:00:05"}],
+            "packages": PACKAGES,
+            # DHCP needs CAP_NET_ADMIN (dnsmasq refuses to start without it); the node has
+            # a network namespace of its own, so this touches nothing outside the lab.
+            "nspawn_args": [f"--bind-ro={mirror}:{MIRROR_IN_NODE}", "--capability=CAP_NET_ADMIN"]}
+    clients = []
+    try:
+        with timed(times, "lab_up"):
+            rec = nspawn.up(spec)
+        state = Path(rec["state_dir"])
+        br_ns = rec["bridge_netns"]
+
+        # The lab inventory, with only pxe01 reachable (over the harness's ssh).
+        inv = copy_lab(tmp_path / "inventory")
+        with open(inv / "host_vars" / "pxe01.yml", "a") as f:
+            f.write(f"ansible_host: {PXE_IP}\nansible_user: root\n"
+                    f"ansible_ssh_private_key_file: {rec['ssh_key']}\n"
+                    "ansible_python_interpreter: /usr/bin/python3\n"
+                    "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+        build = tmp_path / "pxe"
+        extra = ["-e", "pxe_server_log_dhcp=true",
+                 "-e", f"pxe_server_image_base_url=file://{MIRROR_IN_NODE}"]
+        with timed(times, "converge"):
+            r = run_playbook("pxe_server.yml", inv, build, *extra)
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        assert "http://10.60.0.5/kickstack/ks/ctl01.ks" in (build / "index.txt").read_text()
+        with timed(times, "idempotence"):
+            r = run_playbook("pxe_server.yml", inv, build, *extra)
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        assert changed_count(r.stdout) == (0, 0), r.stdout[-4000:]
+        if os.environ.get("KICKSTACK_PXE_CHECK_MODE"):  # +1 converge (~40-75 s here): opt-in
+            with timed(times, "check_mode"):
+                r = run_playbook("pxe_server.yml", inv, build, *extra, "--check", "--diff")
+            assert r.returncode == 0 and changed_count(r.stdout) == (0, 0), r.stdout[-4000:]
+
+        # Published: kickstarts readable by the web server's group only; the services run.
+        st = node_sh(state, "stat", "-c", "'%a %U %G'", "/srv/kickstack/pxe/ks/ctl01.ks").stdout.split()
+        assert st == ["640", "root", "www-data"], st
+        assert node_sh(state, "systemctl", "is-active", "dnsmasq", "nginx").stdout.split() == ["active", "active"]
+
+        since = journal_now()
+        workdir = tmp_path / "clients"
+        workdir.mkdir()
+
+        # BIOS: SeaBIOS + iPXE -> pxelinux -> kernel + initrd -> kickstart over HTTP.
+        with timed(times, "bios_client"):
+            bios = Client("bios", CTL_MAC, "bios", workdir, br_ns)
+            clients.append(bios)
+            bios.wait(BOOT_TIMEOUT)
+            bios.kill()
+        log = dnsmasq_log(state, since)
+        check_client(bios.text(), log, "bios")
+        assert re.search(r"sent \S*/pxelinux\.0 to " + re.escape(CTL_IP), log), log[-3000:]
+        assert re.search(r"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to " + re.escape(CTL_IP), log), log[-3000:]
+
+        # UEFI (OVMF, shim -> GRUB) and, at the same time, an unknown machine (BIOS).
+        since = journal_now()
+        with timed(times, "uefi_and_unknown_clients"):
+            uefi = Client("uefi", CTL_MAC, "uefi", workdir, br_ns)
+            clients.append(uefi)
+            unknown = Client("unknown", UNKNOWN_MAC, "bios", workdir, br_ns)
+            clients.append(unknown)
+            uefi.wait(BOOT_TIMEOUT)
+            unknown.kill()
+            uefi.kill()
+        log = dnsmasq_log(state, since)
+        check_client(uefi.text(), log, "uefi")
+        for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
+            assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
+
+        # The unknown MAC: seen and ignored, never offered an address; its console stays silent.
+        assert re.search(rf"DHCPDISCOVER\(eth0\) {UNKNOWN_MAC} ignored", log), log[-3000:]
+        assert not re.search(rf"DHCP(OFFER|ACK)\(eth0\) \S+ {UNKNOWN_MAC}", log), log[-3000:]
+        assert "KSTEST" not in unknown.text()
+    finally:
+        for c in clients:
+            c.kill()
+        if not os.environ.get("KICKSTACK_KEEP"):
+            nspawn.down(spec, quiet=True)
+        times["total"] = round(time.monotonic() - t_all, 1)
+        print(f"test_pxe_boot times (s): {times}")
+
+
+def check_client(console, log, firmware):
+    where = f"{firmware}: console:\n{console[-3000:]}\ndnsmasq:\n{log[-3000:]}"
+    # DHCP: the reserved address for ctl01's MAC (firmware and the installer's udhcpc).
+    assert re.search(rf"DHCPACK\(eth0\) {re.escape(CTL_IP)} {CTL_MAC} ctl01", log), where
+    assert f"KSTEST dhcp-bound ip={CTL_IP} server={PXE_IP}" in console, where
+    # TFTP: the kernel and initrd of ctl01's OS.
+    assert re.search(rf"sent \S*/images/fedora-45/vmlinuz to {re.escape(CTL_IP)}", log), where
+    assert re.search(rf"sent \S*/images/fedora-45/initrd.img to {re.escape(CTL_IP)}", log), where
+    # The kernel booted with ctl01's own kickstart URL, and the GET from the client returned it.
+    cmdline = re.search(r"KSTEST cmdline: (.*)", console)
+    assert cmdline and f"inst.ks={KS_URL}" in cmdline.group(1).split(), where
+    assert f"BOOTIF=01-{CTL_MAC.replace(':', '-')}" in cmdline.group(1), where
+    assert "KSTEST ks-header: # Kickstart for ctl01.lab.kickstack.test: profile controller" in console, where
