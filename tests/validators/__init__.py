@@ -412,34 +412,27 @@ def _oslo_opt(cfg, types, spec, group):
     choices = [c[0] if isinstance(c, (list, tuple)) else c for c in spec.get("choices") or []]
     bounds = {k: spec[k] for k in ("min", "max") if spec.get(k) is not None}
     name = spec["name"]
-    if kind == "string value":
-        return cfg.StrOpt(name, choices=choices or None, **common)
-    if kind == "integer value":
-        return cfg.IntOpt(name, choices=choices or None, **bounds, **common)
-    if kind == "port value":
-        return cfg.PortOpt(name, choices=choices or None, **bounds, **common)
-    if kind == "floating point value":
-        return cfg.FloatOpt(name, **bounds, **common)
-    if kind == "boolean value":
-        return cfg.BoolOpt(name, **common)
-    if kind == "list value":
-        return cfg.ListOpt(name, **common)
-    if kind == "dict value":
-        return cfg.DictOpt(name, **common)
-    if kind == "multi valued":
-        return cfg.MultiStrOpt(name, **common)
-    if kind == "uri value":
-        return cfg.URIOpt(name, **common)
-    if kind == "host address value":
-        return cfg.HostAddressOpt(name, **common)
-    if kind == "host domain value":
-        return cfg.HostDomainOpt(name, **common)
-    if kind == "hostname value":
-        return cfg.HostnameOpt(name, **common)
-    if kind == "ip address value":
-        return cfg.IPOpt(name, **common)
-    if kind in ("IPv4 address value", "IPv6 address value"):
-        return cfg.IPOpt(name, version=int(kind[3]), **common)
+    # Generator type name -> (Opt class, keyword arguments it takes beyond the common ones).
+    table = {
+        "string value": (cfg.StrOpt, {"choices": choices or None}),
+        "integer value": (cfg.IntOpt, {"choices": choices or None, **bounds}),
+        "port value": (cfg.PortOpt, {"choices": choices or None, **bounds}),
+        "floating point value": (cfg.FloatOpt, bounds),
+        "boolean value": (cfg.BoolOpt, {}),
+        "list value": (cfg.ListOpt, {}),
+        "dict value": (cfg.DictOpt, {}),
+        "multi valued": (cfg.MultiStrOpt, {}),
+        "uri value": (cfg.URIOpt, {}),
+        "host address value": (cfg.HostAddressOpt, {}),
+        "host domain value": (cfg.HostDomainOpt, {}),
+        "hostname value": (cfg.HostnameOpt, {}),
+        "ip address value": (cfg.IPOpt, {}),
+        "IPv4 address value": (cfg.IPOpt, {"version": 4}),
+        "IPv6 address value": (cfg.IPOpt, {"version": 6}),
+    }
+    if kind in table:
+        opt_class, extra = table[kind]
+        return opt_class(name, **extra, **common)
     if kind == "range value":
         return cfg.Opt(name, type=types.Range(), **common)
     raise ValueError(f"[{group}] {name}: option type {kind!r} unknown to the validator")
