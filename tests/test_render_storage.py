@@ -82,16 +82,17 @@ def test_drbd_resources_pass_drbdadm(renders, site, version, tmp_path):
         assert "after-sb-2pri disconnect;" in text
         assert "on-io-error detach;" in text and "sndbuf-size 0;" in text
         assert "resync-rate 37M;" in text  # 0.3 x min(1000 Mbit/s = 125 MB/s, 200 MB/s)
+        # Pacemaker fences the peer (DRBD is not a pacemaker resource): no crm scripts.
+        assert 'fence-peer "/usr/lib/drbd/stonith_admin-fence-peer.sh";' in text
+        assert "crm-" not in text and "unfence-peer" not in text and "after-resync-target" not in text
         net = re.search(r"net \{(.*?)\}", text, re.S).group(1)
         disk = re.search(r"disk \{(.*?)\}", text, re.S).group(1)
         if version == "8.4":
             assert "become-primary-on both;" in text
             assert "fencing resource-and-stonith;" in disk
-            assert 'after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";' in text
         else:
             assert "auto-promote yes;" in text and "become-primary-on both" not in text
             assert "fencing resource-and-stonith;" in net
-            assert 'unfence-peer "/usr/lib/drbd/crm-unfence-peer.9.sh";' in text
         # The other syntax is refused: the validator tells the versions apart.
         other = "9" if version == "8.4" else "8.4"
         assert validators.drbd(res, host, other), f"{res} passed as DRBD {other}"

@@ -8,6 +8,11 @@ SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).res
 PLATFORMS = {p["name"]: p for p in yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]}
 
 
+def _bytes(size):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
 def _me(host):
     return host.backend.get_hostname()
 
@@ -34,7 +39,7 @@ def test_data_disk_present(host):
         assert dev.exists and dev.is_symlink
         host.run_expect([0], f"test -b {dev.linked_to}")
         size = int(host.check_output(f"blockdev --getsize64 {dev.linked_to}"))
-        assert size == 1 << 30
+        assert size == _bytes(disk["size"])
 
 
 def test_cluster_storage_binaries_installed(host):
