@@ -28,6 +28,8 @@ HOST_KEYS = (
     "kickstack_drbd_disk",
     "kickstack_drbd_force_create_md",
     "kickstack_netboot",
+    "kickstack_fence_devices",
+    "kickstack_cluster_allow_no_fencing",
 )
 
 PARTITION_FSTYPES = ("xfs", "ext4")
@@ -385,6 +387,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
 
     _check_roles(model_hosts, site, problems, require_pxe)
     _check_pairs(model_hosts, problems)
+    _check_fencing(hosts, model_hosts, problems)
     _check_replication(model_hosts, site, site_vars, problems)
     _check_secrets(model_hosts, site, required_secrets, secrets, problems)
 
@@ -434,6 +437,64 @@ def _check_pairs(hosts: Dict[str, Dict[str, Any]], problems: Problems) -> None:
         elif hosts[peer].get("drbd_peer") != name:
             problems.add(name, "kickstack_drbd_peer",
                          f"peer {peer} names {hosts[peer].get('drbd_peer')!r} as its peer, not {name}")
+
+
+FENCE_AGENT_RE = re.compile(r"^fence_[a-z0-9_]+$")
+CIB_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _check_fencing(raw: Dict[str, Dict[str, Any]], hosts: Dict[str, Dict[str, Any]], problems: Problems) -> None:
+    """Each storage node's cluster gets its fence devices from kickstack_fence_devices.
+
+    Checked on every storage node (the list is usually group_vars/storage): well-formed
+    devices for known storage nodes, and one for each node of the pair unless the test-lab
+    switch kickstack_cluster_allow_no_fencing is set. Device params (passwords) are not kept.
+    """
+    for name, host in hosts.items():
+        if host["profile"] != "storage":
+            continue
+        hv = raw.get(name, {})
+        devices = hv.get("kickstack_fence_devices", [])
+        allow = hv.get("kickstack_cluster_allow_no_fencing", False)
+        if isinstance(devices, Unresolvable) or isinstance(allow, Unresolvable):
+            continue  # already reported as "cannot be evaluated"
+        if not isinstance(allow, bool):
+            problems.add(name, "kickstack_cluster_allow_no_fencing", f"{allow!r} is not true or false")
+        if not isinstance(devices, list):
+            problems.add(name, "kickstack_fence_devices", "must be a list of {name, agent, host, params}")
+            continue
+        fenced, seen = set(), set()
+        for i, dev in enumerate(devices):
+            where = f"kickstack_fence_devices[{i}]"
+            if not isinstance(dev, dict):
+                problems.add(name, where, "must be a mapping with name, agent, host and params")
+                continue
+            dev_name, agent, target = dev.get("name"), dev.get("agent"), dev.get("host")
+            if not _is_str(dev_name) or not CIB_ID_RE.match(dev_name):
+                problems.add(name, f"{where}.name", f"{dev_name!r} is not a pacemaker id like fence-stor01")
+            elif dev_name in seen:
+                problems.add(name, f"{where}.name", f"{dev_name} is defined twice")
+            else:
+                seen.add(dev_name)
+            if not _is_str(agent) or not FENCE_AGENT_RE.match(agent):
+                problems.add(name, f"{where}.agent", f"{agent!r} is not a fence agent name like fence_ipmilan")
+            if not _is_str(target) or target not in hosts:
+                problems.add(name, f"{where}.host", f"{target!r} is not a host of the inventory")
+            elif hosts[target]["profile"] != "storage":
+                problems.add(name, f"{where}.host", f"{target} is not a storage node: only the storage pairs are clustered")
+            else:
+                fenced.add(target)
+            params = dev.get("params", {})
+            if not isinstance(params, dict) or not all(_is_str(k) for k in params):
+                problems.add(name, f"{where}.params", "must be a mapping of agent parameters")
+            elif any(isinstance(v, (dict, list)) for v in params.values()):
+                problems.add(name, f"{where}.params", "agent parameters must be plain values")
+        pair = [name] + ([host["drbd_peer"]] if _is_str(host.get("drbd_peer")) else [])
+        missing = [n for n in pair if n not in fenced]
+        if missing and allow is not True:
+            problems.add(name, "kickstack_fence_devices",
+                         f"no fence device for {', '.join(missing)}: the pair's cluster must be able to fence "
+                         "each node (set kickstack_cluster_allow_no_fencing: true only in a test lab)")
 
 
 DRBD_FENCING = ("resource-and-stonith", "resource-only", "none")
