@@ -2,6 +2,7 @@
 """QEMU (TCG) test VMs for kickstack's storage tests.
 
     python3 tests/harness/vm.py up|down|status --spec FILE [--json]
+    python3 tests/harness/vm.py power --lab LAB NODE on|off|reset|freeze|status [--json] [--wait]
 
 The spec is JSON (or YAML when PyYAML happens to be importable)::
 
@@ -14,7 +15,8 @@ The spec is JSON (or YAML when PyYAML happens to be importable)::
 
 Optional keys: top level ``memory`` (MiB, default 1024), ``cpus`` (1), ``image`` (a directory
 made by scripts/build-vm-image; default: run that script, which reuses its cache),
-``boot_timeout`` (s, default 600); per node ``memory``/``cpus``; per disk ``format`` (raw|qcow2).
+``boot_timeout`` (s, default 600), ``bmc`` (below); per node ``memory``/``cpus``; per disk
+``format`` (raw|qcow2).
 
 Each VM: the cached root image under a qcow2 overlay, data disks as virtio-blk with a serial
 (the guest sees /dev/disk/by-id/virtio-<serial>; root is /dev/vda, data disks /dev/vdb, /dev/vdc...
@@ -24,6 +26,23 @@ point-to-point UDP socket link over loopback; three or more are joined by a smal
 (``vm.py hub``) on loopback. Inside, the link NIC carries ``link_ip``; the user NIC gets DHCP.
 Per-VM settings reach the guest on the kernel command line (kickstack.* parameters, applied by
 kickstack-seed.service baked into the image).
+
+Power: a reset (guest reboot, QMP system_reset) reboots the same kernel with the same command
+line; a guest power-off ends QEMU; a guest kernel panic ends QEMU with an error (pvpanic device,
+``-action panic=exit-failure``; a panic before udev loads pvpanic is caught from the serial log
+while waiting for ssh). ``vm.py power`` cuts and restores power through QMP (tests/harness/bmc.py:
+off freezes the vCPUs like a power loss and the BMC reports PowerState Off; on resets and boots
+the guest again; reset reboots; freeze stops the vCPUs but the BMC still reports On, a hung node).
+
+BMC: with a top-level ``bmc`` object in the spec, ``{"bmc": {"username": "kickstack", "password": "..."}}``
+(``"bmc": true`` or no password: username kickstack and a random password, read it from
+state.json's bmc.credentials_file), ``up`` also starts a Redfish service for the lab (bmc.py) on
+127.0.0.1 (HTTPS, self-signed), which every guest reaches at https://10.0.2.100:443 (a guestfwd of
+its user-mode NIC), one ComputerSystem per node at /redfish/v1/Systems/<node>, as
+``fence_redfish --ip 10.0.2.100 --ssl-insecure --systems-uri /redfish/v1/Systems/<node> ...`` wants it.
+Requests are logged to <state>/bmc.log (JSON lines, no password). state.json has ``bmc``
+(address, port, host_address, host_port, username, credentials_file, log, systems) and each node
+``bmc_systems_uri``; instances.json and inventory.yml carry the address, port and systems URI.
 
 State lives in /var/tmp/kickstack/<lab>/ (KICKSTACK_STATE_ROOT overrides): ssh key, overlays,
 disks, pidfiles, serial logs (<node>/serial.log), inventory.yml (Ansible), ssh_config,
@@ -38,6 +57,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -45,6 +65,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+try:
+    from . import bmc as bmc_mod  # imported as part of a package
+except ImportError:
+    import bmc as bmc_mod  # run as a script, or imported with tests/harness on sys.path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-vm-image"
@@ -121,11 +146,27 @@ def normalize_spec(spec: dict) -> dict:
             "cpus": int(node.get("cpus", spec.get("cpus", 1))),
             "disks": disks,
         })
+    bmc = spec.get("bmc")
+    if bmc is True:
+        bmc = {}
+    if bmc not in (None, False) and not isinstance(bmc, dict):
+        raise HarnessError("spec 'bmc' must be an object: {username, password}")
+    if bmc is not None and bmc is not False:
+        username = str(bmc.get("username") or "kickstack")
+        password = bmc.get("password")
+        if ":" in username or not username.isprintable():
+            raise HarnessError("bmc username: printable, without ':'")
+        if password is not None and (not isinstance(password, str) or not password):
+            raise HarnessError("bmc password: a non-empty string")
+        bmc = {"username": username, "password": password}
+    else:
+        bmc = None
     return {
         "lab": lab,
         "nodes": out_nodes,
         "image": spec.get("image") or os.environ.get("KICKSTACK_VM_IMAGE"),
         "boot_timeout": int(spec.get("boot_timeout", 600)),
+        "bmc": bmc,
     }
 
 
@@ -175,7 +216,7 @@ def read_pid(path: Path) -> int | None:
 
 
 def lab_pids(sdir: Path) -> list[int]:
-    """The lab's qemu and hub processes: found by their command line naming its state dir."""
+    """The lab's qemu, hub, BMC and relay processes: found by their command line naming its state dir."""
     marker = str(sdir).encode() + b"/"
     pids = []
     for p in Path("/proc").iterdir():
@@ -188,8 +229,8 @@ def lab_pids(sdir: Path) -> list[int]:
         if not any(marker in a for a in argv):
             continue
         is_qemu = os.path.basename(argv[0]).startswith(b"qemu-system")
-        is_hub = b"hub" in argv and b"--state-dir" in argv
-        if is_qemu or is_hub:
+        is_helper = b"--state-dir" in argv and any(c in argv for c in (b"hub", b"bmc", b"serve", b"relay"))
+        if is_qemu or is_helper:
             pids.append(int(p.name))
     return pids
 
@@ -228,6 +269,21 @@ def run_hub(listen_port: int, node_ports: list[int]) -> None:
 
 
 # ---------------------------------------------------------------- up
+def qemu_opt(value: str) -> str:
+    """A value inside a QEMU option string (-netdev a=b,c=d): commas are doubled."""
+    return value.replace(",", ",,")
+
+
+def bmc_guestfwd(sdir: Path, node: dict, st: dict) -> str:
+    """guestfwd rule of the user-mode netdev: each guest connection to 10.0.2.100:443 runs one
+    relay process (libslirp splits the command with g_shell_parse_argv and gives it the
+    connection as stdin/stdout/stderr)."""
+    cmd = " ".join(shlex.quote(a) for a in [
+        sys.executable, str(Path(bmc_mod.__file__).resolve()), "relay",
+        "--port", str(st["bmc"]["host_port"]), "--node", node["name"], "--state-dir", str(sdir) + "/"])
+    return f"guestfwd=tcp:{bmc_mod.GUEST_ADDRESS}:{bmc_mod.GUEST_PORT}-cmd:{qemu_opt(cmd)}"
+
+
 def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dict]) -> list[str]:
     ndir = sdir / node["name"]
     pubkey = (sdir / "id_ed25519.pub").read_text().strip()
@@ -251,7 +307,12 @@ def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dic
         "-machine", "pc",
         "-m", str(node["memory"]),
         "-smp", str(node["cpus"]),
-        "-nodefaults", "-display", "none", "-no-reboot",
+        "-nodefaults", "-display", "none",
+        # a reset (guest reboot, the BMC's system_reset) reboots: -kernel/-initrd/-append are
+        # loaded again by the firmware; a guest power-off ends QEMU; a guest panic (reported by
+        # the pvpanic device) ends QEMU with exit status 1, so a crashed VM does not boot-loop.
+        "-action", "reboot=reset,shutdown=poweroff,panic=exit-failure",
+        "-device", "pvpanic",
         "-kernel", str(image / "vmlinuz"),
         "-initrd", str(image / "initrd.img"),
         "-append", " ".join(append),
@@ -260,7 +321,8 @@ def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dic
         "-qmp", f"unix:{ndir}/qmp.sock,server=on,wait=off",
         "-pidfile", str(ndir / "qemu.pid"),
         "-daemonize",
-        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{node['ssh_port']}-:22",
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{node['ssh_port']}-:22"
+                   + (f",{bmc_guestfwd(sdir, node, st)}" if st.get("bmc") else ""),
         "-device", f"virtio-net-pci,netdev=n0,mac={node['user_mac']},addr={PCI_USER_NIC:#x}",
         "-device", f"virtio-rng-pci,addr={PCI_RNG:#x}",
         "-drive", f"file={ndir}/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
@@ -311,8 +373,58 @@ def _plan(spec: dict, image: Path) -> dict:
     elif len(linked) == 1:
         # a lone node still gets its NIC, looped to an unused port
         linked[0]["link_peer_port"] = free_port(socket.SOCK_DGRAM, udp_used | {linked[0]["link_port"]})
-    return {"lab": spec["lab"], "image": str(image), "nodes": nodes, "hub_port": hub_port,
-            "boot_timeout": spec["boot_timeout"]}
+    st = {"lab": spec["lab"], "image": str(image), "nodes": nodes, "hub_port": hub_port,
+          "boot_timeout": spec["boot_timeout"], "bmc": None}
+    if spec.get("bmc"):
+        sdir = state_dir(spec["lab"])
+        st["bmc"] = {
+            "address": bmc_mod.GUEST_ADDRESS,   # what the guests use (fence_redfish --ip)
+            "port": bmc_mod.GUEST_PORT,         # (--ipport)
+            "host_address": "127.0.0.1",        # what the host uses
+            "host_port": free_port(socket.SOCK_STREAM, used),
+            "username": spec["bmc"]["username"],
+            "credentials_file": str(sdir / "bmc.json"),  # 0600, {"username", "password", ...}
+            "log": str(sdir / "bmc.log"),
+            "systems": {n["name"]: f"{bmc_mod.ROOT}/Systems/{n['name']}" for n in nodes},
+        }
+        for n in nodes:
+            n["bmc_systems_uri"] = st["bmc"]["systems"][n["name"]]
+    return st
+
+
+def bmc_alive(sdir: Path) -> bool:
+    return pid_alive(read_pid(sdir / "bmc.pid") or -1, str(sdir) + "/")
+
+
+def start_bmc(sdir: Path, st: dict) -> int:
+    """Start the lab's Redfish service (`vm.py bmc`, see bmc.py) as a daemon; returns its pid."""
+    out = open(sdir / "bmc.out", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "bmc", "--state-dir", str(sdir) + "/"],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    out.close()
+    (sdir / "bmc.pid").write_text(f"{proc.pid}\n")
+    try:
+        bmc_mod.wait_listening(st["bmc"]["host_port"], proc.pid)
+    except bmc_mod.PowerError as exc:
+        raise HarnessError(f"{exc}; see {sdir / 'bmc.out'}:\n{tail(sdir / 'bmc.out', 10)}") from exc
+    log(f"BMC (Redfish) on https://127.0.0.1:{st['bmc']['host_port']}, guests use "
+        f"https://{st['bmc']['address']}:{st['bmc']['port']}")
+    return proc.pid
+
+
+def setup_bmc(sdir: Path, st: dict, bmc_spec: dict) -> None:
+    """Credentials (0600) and certificate for the lab's BMC; a random password when none is given."""
+    if not shutil.which("openssl"):
+        raise HarnessError("the BMC needs the openssl CLI (apt-get install openssl)")
+    password = bmc_spec.get("password")
+    if not password:
+        import secrets
+        password = secrets.token_urlsafe(18)
+    try:
+        bmc_mod.configure(sdir, bmc_spec["username"], password, st["bmc"]["host_port"])
+    except bmc_mod.PowerError as exc:
+        raise HarnessError(str(exc)) from exc
 
 
 def up(spec: dict, wait: bool = True) -> dict:
@@ -324,6 +436,13 @@ def up(spec: dict, wait: bool = True) -> dict:
         running = [n["name"] for n in st["nodes"] if pid_alive(read_pid(sdir / n["name"] / "qemu.pid") or -1, str(sdir) + "/")]
         if len(running) == len(st["nodes"]):
             log(f"lab {spec['lab']} already running")
+            if st.get("bmc") and not bmc_alive(sdir):
+                log("its BMC is not running: starting it again")
+                start_bmc(sdir, st)
+            for n in st["nodes"]:
+                if (sdir / n["name"] / "power-off").exists():
+                    log(f"{n['name']} is powered off: powering it on")
+                    power(st["lab"], n["name"], "on")
             if wait:
                 wait_ssh(st)
             return st
@@ -346,6 +465,9 @@ def up(spec: dict, wait: bool = True) -> dict:
                         "-f", str(key)], check=True)
 
     try:
+        if st.get("bmc"):
+            setup_bmc(sdir, st, spec["bmc"])
+            start_bmc(sdir, st)
         if st["hub_port"]:
             hub_log = open(sdir / "hub.log", "ab")
             hub = subprocess.Popen(
@@ -379,8 +501,17 @@ def up(spec: dict, wait: bool = True) -> dict:
     return st
 
 
+PANIC_MARKS = ("Kernel panic - not syncing", "Rebooting automatically due to panic=")
+
+
 def wait_ssh(st: dict, timeout: float | None = None) -> None:
     sdir = state_dir(st["lab"])
+    serial_start = {}
+    for n in st["nodes"]:
+        try:
+            serial_start[n["name"]] = (sdir / n["name"] / "serial.log").stat().st_size
+        except OSError:
+            serial_start[n["name"]] = 0
     deadline = time.monotonic() + (timeout or st.get("boot_timeout", 600))
     t0 = time.monotonic()
     pending = {n["name"]: n for n in st["nodes"]}
@@ -390,6 +521,9 @@ def wait_ssh(st: dict, timeout: float | None = None) -> None:
             if not pid or not pid_alive(pid, str(sdir) + "/"):
                 raise HarnessError(f"{name}: qemu exited; see {sdir / name / 'serial.log'}:\n"
                                    + tail(sdir / name / "serial.log"))
+            panic = serial_panic(sdir / name / "serial.log", serial_start[name])
+            if panic:
+                raise HarnessError(f"{name}: the guest panicked while booting:\n{panic}")
             try:
                 res = run_ssh(sdir, node["ssh_port"], "true", timeout=20)
             except subprocess.TimeoutExpired:
@@ -414,6 +548,19 @@ def wait_ssh(st: dict, timeout: float | None = None) -> None:
             failed = run_ssh(sdir, node["ssh_port"], "systemctl --failed --no-legend --plain", timeout=30)
             log(f"{node['name']}: system is {state}; failed units: {failed.stdout.strip() or '-'}")
     log(f"all VMs of {st['lab']} up after {time.monotonic() - t0:.0f} s")
+
+
+def serial_panic(path: Path, offset: int = 0) -> str | None:
+    """The serial log's tail when the guest panicked (after offset), else None."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    if any(mark in text for mark in PANIC_MARKS):
+        return "\n".join(text.splitlines()[-30:])
+    return None
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -446,13 +593,22 @@ def write_inventory(st: dict) -> Path:
         ]
         if n.get("link_ip"):
             lines.append(f"      kickstack_link_ip: {_yaml_scalar(n['link_ip'])}")
+        if n.get("bmc_systems_uri"):
+            lines += [f"      kickstack_bmc_address: {_yaml_scalar(st['bmc']['address'])}",
+                      f"      kickstack_bmc_port: {st['bmc']['port']}",
+                      f"      kickstack_bmc_username: {_yaml_scalar(st['bmc']['username'])}",
+                      f"      kickstack_bmc_systems_uri: {_yaml_scalar(n['bmc_systems_uri'])}"]
         if n["disks"]:
             lines.append("      kickstack_data_disks:")
             for d in n["disks"]:
                 lines.append(f"        - {{serial: {_yaml_scalar(d['serial'])}, device: {_yaml_scalar(d['guest_by_id'])},"
                              f" kernel_name: {_yaml_scalar(d['guest_device'])}}}")
-        instances.append({"instance": n["name"], "address": "127.0.0.1", "user": "root",
-                          "port": n["ssh_port"], "identity_file": key})
+        instance = {"instance": n["name"], "address": "127.0.0.1", "user": "root",
+                    "port": n["ssh_port"], "identity_file": key}
+        if n.get("bmc_systems_uri"):
+            instance.update(bmc_address=st["bmc"]["address"], bmc_port=st["bmc"]["port"],
+                            bmc_systems_uri=n["bmc_systems_uri"])
+        instances.append(instance)
         ssh_config += [f"Host {n['name']}", "  HostName 127.0.0.1", f"  Port {n['ssh_port']}", "  User root",
                        f"  IdentityFile {key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
                        "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", ""]
@@ -465,8 +621,15 @@ def write_inventory(st: dict) -> Path:
 
 # ---------------------------------------------------------------- down / status
 def stop_processes(sdir: Path, grace: float = 10) -> None:
+    # the BMC first: it must not power a VM on again while the VMs go
+    bmc_pid = read_pid(sdir / "bmc.pid")
+    if bmc_pid and pid_alive(bmc_pid, str(sdir) + "/"):
+        os.kill(bmc_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and pid_alive(bmc_pid, str(sdir) + "/"):
+            time.sleep(0.1)
     pids = set(lab_pids(sdir))
-    for pidfile in list(sdir.glob("*/qemu.pid")) + [sdir / "hub.pid"]:
+    for pidfile in list(sdir.glob("*/qemu.pid")) + [sdir / "hub.pid", sdir / "bmc.pid"]:
         pid = read_pid(pidfile)
         if pid and pid_alive(pid, str(sdir) + "/"):
             pids.add(pid)
@@ -519,10 +682,53 @@ def status(lab: str) -> dict:
                       "ssh_port": n["ssh_port"], "link_ip": n.get("link_ip"),
                       "disks": [{"serial": d["serial"], "device": d["guest_device"], "by_id": d["guest_by_id"]}
                                 for d in n["disks"]],
+                      "power": "on" if alive and not (sdir / n["name"] / "power-off").exists() else "off",
                       "serial_log": str(sdir / n["name"] / "serial.log")})
-    return {"lab": lab, "state_dir": str(sdir), "image": st["image"],
-            "inventory": str(sdir / "inventory.yml"),
-            "up": all(n["running"] for n in nodes), "nodes": nodes}
+        if n.get("bmc_systems_uri"):
+            nodes[-1]["bmc_systems_uri"] = n["bmc_systems_uri"]
+    out = {"lab": lab, "state_dir": str(sdir), "image": st["image"],
+           "inventory": str(sdir / "inventory.yml"),
+           "up": all(n["running"] for n in nodes), "nodes": nodes}
+    if st.get("bmc"):
+        out["bmc"] = {**st["bmc"], "running": bmc_alive(sdir)}
+    return out
+
+
+# ---------------------------------------------------------------- power
+def power(lab: str, node: str, action: str, wait: bool = False) -> dict:
+    """on|off|reset|freeze|status of one VM through QMP, as the lab's BMC does it (logged to bmc.log)."""
+    sdir = state_dir(lab)
+    st_file = sdir / "state.json"
+    if not st_file.exists():
+        raise HarnessError(f"lab {lab} is not up ({sdir})")
+    st = json.loads(st_file.read_text())
+    nodes = [n for n in st["nodes"] if n["name"] == node]
+    if not nodes:
+        raise HarnessError(f"lab {lab} has no node {node!r} ({', '.join(n['name'] for n in st['nodes'])})")
+    try:
+        result = bmc_mod.power(sdir, node, action)
+    except bmc_mod.PowerError as exc:
+        if action != "status":
+            bmc_mod.log_event(sdir, client="cli", method="CLI", path=None, system=node, reset_type=None,
+                              action=action, status=None, result=f"error: {exc}")
+        raise HarnessError(str(exc)) from exc
+    if action != "status":
+        bmc_mod.log_event(sdir, client="cli", method="CLI", path=None, system=node, reset_type=None,
+                          action=action, power=result["power"], status=None, result="ok")
+    if wait and action in ("on", "reset"):
+        t0 = time.monotonic()
+        wait_ssh({**st, "nodes": nodes})
+        result["boot_seconds"] = round(time.monotonic() - t0, 1)
+    return {"node": node, **result}
+
+
+def power_cli(args) -> int:
+    result = power(args.lab, args.node, args.action, wait=args.wait)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(result["power"].lower())
+    return 0
 
 
 # ---------------------------------------------------------------- CLI
@@ -538,6 +744,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", action="store_true", help="print machine-readable output")
         if name == "up":
             p.add_argument("--no-wait", action="store_true", help="do not wait for ssh")
+    p = sub.add_parser("power", help="power a VM off/on like its BMC would (QMP)")
+    p.add_argument("--lab", required=True)
+    p.add_argument("node")
+    p.add_argument("action", choices=("on", "off", "reset", "freeze", "status"))
+    p.add_argument("--json", action="store_true", help="print machine-readable output")
+    p.add_argument("--wait", action="store_true", help="after on/reset: wait until the node answers ssh")
+    p = sub.add_parser("bmc", help=argparse.SUPPRESS)
+    p.add_argument("--state-dir", required=True)
+    p = sub.add_parser("relay", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--node", default="?")
+    p.add_argument("--state-dir")
     p = sub.add_parser("hub", help=argparse.SUPPRESS)
     p.add_argument("--listen", type=int, required=True)
     p.add_argument("--ports", required=True)
@@ -547,6 +765,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "hub":
             run_hub(args.listen, [int(x) for x in args.ports.split(",")])
             return 0
+        if args.cmd == "bmc":
+            bmc_mod.serve(Path(args.state_dir.rstrip("/")))
+            return 0
+        if args.cmd == "relay":
+            return bmc_mod.relay(args.port, args.node)
+        if args.cmd == "power":
+            return power_cli(args)
         if args.spec:
             spec = load_spec(args.spec)
             lab = spec["lab"]
@@ -565,8 +790,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
                 for n in st["nodes"]:
                     print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
-                          f" ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
+                          f" power {n['power']:<3}  ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
                           + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
+                if st.get("bmc"):
+                    b = st["bmc"]
+                    print(f"  BMC {'running' if b['running'] else 'NOT running'}: guests https://{b['address']}:{b['port']}"
+                          f", host https://{b['host_address']}:{b['host_port']}, log {b['log']}")
             return 0 if st["up"] else 3
     except HarnessError as exc:
         log(f"ERROR: {exc}")

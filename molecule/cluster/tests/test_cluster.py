@@ -1,16 +1,24 @@
-"""The cluster tier, live: corosync 3 + pacemaker, dlm + lvmlockd, a shared VG on DRBD.
+"""The cluster tier, live: corosync 3 + pacemaker with fencing, dlm + lvmlockd, a shared VG on DRBD.
 
-The last test takes stor02 out of the cluster (a clean stop of its stack: LV deactivated,
-lockspace stopped, pacemaker and corosync stopped) and checks that stor01 stays quorate
-(two_node) and that its LV and the VG's lock manager keep working; then it brings stor02 back.
+The last test cuts stor02's power (the harness' BMC freezes the VM) and checks that stor01
+fences it through fence_redfish, stays quorate and keeps its LV usable; then that stor02
+boots, rejoins, resyncs without split brain and gets its LV back from pacemaker.
 """
+import json
 import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
 
+REPO = Path(__file__).resolve().parents[3]
+VM_PY = REPO / "tests" / "harness" / "vm.py"
+LAB = "molecule-cluster"
+RES = "r0"
 VG = "vg_shared"
 LV = "lv_test"
 NODES = ("stor01", "stor02")
@@ -74,35 +82,84 @@ def test_lv_active_shared(host):
     assert out.strip() == "active locally", f"{LV} is not active shared: {out!r}"
 
 
-def test_survivor_stays_quorate_and_lv_usable(host):
+def test_stonith_devices_run_fence_redfish_against_the_bmc(host):
+    out = host.check_output("crm_mon -1 -r")
+    for node in NODES:
+        assert re.search(rf"fence-{node}\s+\(stonith:fence_redfish\):\s+Started", out), out
+    assert "Failed" not in out, out
+    # The devices' monitor operations reached the harness' BMC (one Redfish system per VM).
+    log = _bmc_log()
+    for node in NODES:
+        assert f"/redfish/v1/Systems/{node}" in log, log[-2000:]
+
+
+def test_lvs_activated_by_pacemaker(host):
+    out = host.check_output("crm_mon -1 -r")
+    assert re.search(rf"{VG}-{LV}-clone \[{VG}-{LV}\]:\s*\n\s*\* Started: \[ stor01 stor02 \]", out), out
+
+
+def _vm_power(node, action):
+    res = subprocess.run([sys.executable, VM_PY, "power", "--lab", LAB, node, action],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def _bmc_log():
+    path = Path(os.environ.get("KICKSTACK_STATE_ROOT", "/var/tmp/kickstack")) / LAB / "bmc.log"
+    return path.read_text() if path.exists() else ""
+
+
+def test_power_loss_is_fenced_survivor_keeps_quorum_and_lv(host):
     if host.backend.get_hostname() != "stor01":
         pytest.skip("run once, from stor01 (the survivor)")
     peer = _peer_host("stor02")
-    try:
-        peer.run_expect([0], f"lvchange -an {VG}/{LV} && vgchange --lockstop {VG}")
-        peer.run_expect([0], "systemctl stop pacemaker && systemctl stop corosync")
+    bmc_before = len(_bmc_log().splitlines())
+    host.run_expect([0], "dd if=/dev/urandom of=/root/before bs=64k count=16 status=none")
+    host.run_expect([0], f"dd if=/root/before of=/dev/{VG}/{LV} bs=64k oflag=direct status=none")
 
-        def gone():
-            out = host.check_output("corosync-quorumtool -s")
-            return bool(re.search(r"Total votes:\s+1\b", out)), out
+    # stor02 hangs (vCPUs frozen; its BMC still says On): to its peer it is gone.
+    _vm_power("stor02", "freeze")
 
-        out = _wait(gone, timeout=120)
-        assert re.search(r"Quorate:\s+Yes", out), f"survivor lost quorum: {out}"
-        mon = host.check_output("crm_mon -1")
-        assert "OFFLINE: [ stor02 ]" in mon and "partition with quorum" in mon, mon
+    def fenced():
+        out = host.run("stonith_admin --history stor02").stdout
+        return bool(re.search(r"(reboot|off) of stor02 successful", out)), out
 
-        # The LV keeps serving I/O, and the lock manager still grants metadata changes.
-        host.run_expect([0], "dd if=/dev/urandom of=/root/probe bs=64k count=16 status=none")
-        host.run_expect([0], f"dd if=/root/probe of=/dev/{VG}/{LV} bs=64k oflag=direct status=none")
-        host.run_expect([0], f"dd if=/dev/{VG}/{LV} bs=64k count=16 iflag=direct status=none | cmp - /root/probe")
-        host.run_expect([0], f"lvcreate --activate n --zero n --yes -n lv_probe -L 8m {VG}")
-        host.run_expect([0], f"lvremove --yes {VG}/lv_probe")
-    finally:
-        peer.run("systemctl start corosync pacemaker")
+    _wait(fenced, timeout=300)
+    # stor01 fenced it through fence_redfish: the BMC powered stor02 off, then on again.
+    calls = [json.loads(line) for line in _bmc_log().splitlines()[bmc_before:]]
+    resets = [c.get("reset_type") for c in calls
+              if c.get("system") == "stor02" and c.get("client") == "stor01 (guest)" and c.get("method") == "POST"]
+    assert "ForceOff" in resets and "On" in resets, calls
 
-        def back():
-            res = peer.run("lvmlockctl --info")
-            return res.rc == 0, res.stderr
+    out = host.check_output("corosync-quorumtool -s")
+    assert re.search(r"Quorate:\s+Yes", out), f"survivor lost quorum: {out}"
 
-        _wait(back, timeout=300)
-        peer.run_expect([0], f"vgchange --lockstart {VG} && lvchange -asy {VG}/{LV}")
+    # The survivor's LV keeps serving I/O (DRBD resumed after the fence-peer handler), and
+    # the lock manager still grants metadata changes (dlm recovered after the fence).
+    host.run_expect([0], "dd if=/dev/urandom of=/root/during bs=64k count=16 status=none")
+    host.run_expect([0], f"dd if=/root/during of=/dev/{VG}/{LV} bs=64k seek=16 oflag=direct status=none")
+    host.run_expect([0], f"dd if=/dev/{VG}/{LV} bs=64k count=16 iflag=direct status=none | cmp - /root/before")
+    host.run_expect([0], f"lvcreate --activate n --zero n --yes -n lv_probe -L 8m {VG}")
+    host.run_expect([0], f"lvremove --yes {VG}/lv_probe")
+
+    # The fence powered stor02 back on: it boots, rejoins, resyncs from stor01 and pacemaker
+    # activates its LV again; it reads what stor01 wrote while it was away.
+    def rejoined():
+        mon = host.run("crm_mon -1 -r").stdout
+        ok = re.search(r"Online: \[ stor01 stor02 \]", mon) and re.search(
+            rf"{VG}-{LV}-clone \[{VG}-{LV}\]:\s*\n\s*\* Started: \[ stor01 stor02 \]", mon)
+        return bool(ok), mon
+
+    _wait(rejoined, timeout=600, step=10)
+
+    def synced():
+        res = peer.run(f"drbdadm cstate {RES}; drbdadm dstate {RES}; drbdadm role {RES}")
+        return res.stdout.split() == ["Connected", "UpToDate/UpToDate", "Primary/Primary"], res.stdout
+
+    _wait(synced, timeout=300)
+    during = host.check_output(f"dd if=/dev/{VG}/{LV} bs=64k skip=16 count=16 iflag=direct status=none | sha256sum")
+    assert peer.check_output(
+        f"dd if=/dev/{VG}/{LV} bs=64k skip=16 count=16 iflag=direct status=none | sha256sum") == during
+    for node in (host, peer):
+        assert "Split-Brain" not in node.check_output("dmesg"), node.backend.get_hostname()
