@@ -55,6 +55,8 @@ REPO = HERE.parent.parent
 BUILD_ROOTFS = REPO / "scripts" / "build-rootfs"
 STATE_ROOT = Path(os.environ.get("KICKSTACK_STATE_ROOT", "/var/tmp/kickstack"))
 CGROUP_BASE = "kickstack"
+# Seconds `up` waits for another lab on the same subnet to go away (KICKSTACK_LAB_WAIT).
+LAB_WAIT = int(os.environ.get("KICKSTACK_LAB_WAIT", "1500"))
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 
@@ -96,8 +98,6 @@ def load_spec(spec: dict | str | Path) -> dict:
         src, dst = (b.get("src", ""), b.get("dst", "")) if isinstance(b, dict) else ("", "")
         if not (src.startswith("/") and dst.startswith("/")) or ":" in src + dst:
             raise HarnessError(f"bind {b!r}: need {{'src': ABSPATH, 'dst': ABSPATH}} without ':'")
-        if not Path(src).is_dir():
-            raise HarnessError(f"bind {b!r}: {src} is not a directory")
         binds.append({"src": src, "dst": dst})
     s["binds"] = binds
     s["packages"] = sorted(set(s.get("packages") or []))
@@ -251,6 +251,13 @@ def setup_network(spec: dict) -> None:
     net = ipaddress.ip_network(spec["subnet"])
     plen = net.prefixlen
     clash = _overlaps_root_routes(net, n["host_if"])
+    # Another kickstack lab on the same subnet (its host end is named ks<hash>h): wait for it
+    # to be torn down, so two test runs on one machine take turns instead of failing.
+    deadline = time.monotonic() + LAB_WAIT
+    while clash and re.search(r" dev ks[0-9a-f]+h$", clash) and time.monotonic() < deadline:
+        log(f"subnet {net} is used by another lab ({clash}); waiting")
+        time.sleep(10)
+        clash = _overlaps_root_routes(net, n["host_if"])
     if clash:
         raise HarnessError(f"subnet {net} overlaps a route of the host ({clash}); pick another")
     br = n["br_ns"]
@@ -474,6 +481,10 @@ def up(spec: dict | str | Path) -> dict:
     state dict that is also written to STATE/state.json."""
     spec = load_spec(spec)
     _need_root()
+    # Checked here, not in load_spec: `down` must work after a bound directory is gone.
+    for b in spec.get("binds", []):
+        if not Path(b["src"]).is_dir():
+            raise HarnessError(f"bind {b!r}: {b['src']} is not a directory")
     t0 = time.monotonic()
     down(spec, quiet=True)
     rootfs = get_rootfs(spec)
@@ -605,18 +616,22 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _rmdir_tree(cg: Path) -> None:
-    if not cg.is_dir():
-        return
-    for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+def _rmdir_tree(cg: Path, timeout: float = 10) -> None:
+    # Processes just killed with SIGKILL keep their cgroup busy (EBUSY) until the kernel
+    # has finished tearing them down: retry for a while before giving up.
+    deadline = time.monotonic() + timeout
+    while cg.is_dir():
+        for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
         try:
-            d.rmdir()
-        except OSError:
-            pass
-    try:
-        cg.rmdir()
-    except OSError as e:
-        raise HarnessError(f"cannot remove cgroup {cg}: {e}") from e
+            cg.rmdir()
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise HarnessError(f"cannot remove cgroup {cg}: {e}") from e
+            time.sleep(0.2)
 
 
 def status(spec: dict | str | Path) -> dict:
