@@ -159,3 +159,21 @@ def test_broken_libvirt_conf_is_caught(rendered, tmp_path):
     bad2 = tmp_path / "libvirtd2.conf"
     bad2.write_text(rendered["Debian-tls-libvirtd.conf"].read_text().replace("log_level = 3", "log_level = 9"))
     assert validators.libvirtd_semantic(bad2)
+
+
+@pytest.mark.skipif(shutil.which("visudo") is None, reason="visudo not installed")
+@pytest.mark.parametrize("platform", ["Fedora", "Debian"])
+def test_rootwrap_and_sudoers_render(tmp_path, platform):
+    import configparser
+    import subprocess
+
+    extra = {**COMPUTE, "nova_compute_venv": "/opt/kickstack/openstack"}
+    out = render(tmp_path, [("nova_compute", platform, t, t, extra) for t in ("sudoers-nova.j2", "rootwrap.conf.j2")])
+    check = subprocess.run(["visudo", "-cf", str(out["sudoers-nova.j2"])], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = [ln for ln in out["sudoers-nova.j2"].read_text().splitlines() if ln and not ln.startswith(("#", "Defaults"))]
+    assert rules == ["nova ALL = (root) NOPASSWD: /opt/kickstack/openstack/bin/nova-rootwrap /etc/nova/rootwrap.conf *"]
+    conf = configparser.ConfigParser()
+    conf.read(out["rootwrap.conf.j2"])
+    assert conf["DEFAULT"]["filters_path"] == "/etc/nova/rootwrap.d"
+    assert conf["DEFAULT"]["exec_dirs"].split(",")[0] == "/opt/kickstack/openstack/bin"

@@ -14,7 +14,7 @@ from conftest import REPO, VENV_BIN, run
 SCENARIOS = sorted(p.name for p in (REPO / "molecule").iterdir() if (p / "molecule.yml").exists())
 # Scenarios proven end to end on this machine run in CI; the others run on request
 # (KICKSTACK_SCENARIOS=cloud,storage,cluster) until they are.
-PROVEN = {"storage", "cluster"}
+PROVEN = {"cloud", "storage", "cluster"}
 REQUESTED = set(filter(None, os.environ.get("KICKSTACK_SCENARIOS", "").split(",")))
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "libvirtd_semantic",
     "nova_conf",
     "nova_conf_report",
+    "keystone_conf",
+    "keystone_conf_report",
     "dnsmasq",
     "lvmconfig",
     "drbd",
@@ -332,10 +334,15 @@ def libvirtd_semantic(path, groups=("libvirt",), listen=False, timeout=15):
 
 
 # --------------------------------------------------------------------------
-# nova.conf: oslo.config against nova's own option definitions
+# nova.conf, keystone.conf: oslo.config against the service's own option definitions
 
 NOVA_VERSION = "34.0.0"
-_NOVA_DATA = DATA / f"nova-{NOVA_VERSION}-options.yaml"
+KEYSTONE_VERSION = "30.0.0"
+_OPTION_DATA = {
+    "nova": DATA / f"nova-{NOVA_VERSION}-options.yaml",
+    "keystone": DATA / f"keystone-{KEYSTONE_VERSION}-options.yaml",
+}
+_NOVA_DATA = _OPTION_DATA["nova"]
 
 # Options of keystoneauth's password plugins. They are registered at run time
 # from auth_type, so the generator lists them only for groups whose list_opts
@@ -383,23 +390,38 @@ _NOVA_REQUIRED = {
 # Set on a compute node, these hand it database credentials it must not have.
 _NOVA_COMPUTE_UNWANTED = (("database", "connection"), ("api_database", "connection"))
 
+# What the keystone role must set: its database, fernet tokens and both key repositories.
+_KEYSTONE_REQUIRED = {
+    "keystone": (
+        ("database", "connection"),
+        ("token", "provider"),
+        ("fernet_tokens", "key_repository"),
+        ("credential", "key_repository"),
+    ),
+}
+
 
 @functools.lru_cache(maxsize=None)
-def _nova_options():
-    """The option data generated from nova (tests/data/README.md), loaded once."""
+def _project_options(project):
+    """The option data generated from the project (tests/data/README.md), loaded once."""
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    gz = _NOVA_DATA.with_name(_NOVA_DATA.name + ".gz")
-    if _NOVA_DATA.is_file():
-        with open(_NOVA_DATA, "rb") as fh:
+    path = _OPTION_DATA[project]
+    gz = path.with_name(path.name + ".gz")
+    if path.is_file():
+        with open(path, "rb") as fh:
             data = yaml.load(fh, Loader=loader)
     elif gz.is_file():
         with gzip.open(gz, "rb") as fh:
             data = yaml.load(fh, Loader=loader)
     else:
-        raise FileNotFoundError(f"{_NOVA_DATA}[.gz] is missing (see tests/data/README.md)")
+        raise FileNotFoundError(f"{path}[.gz] is missing (see tests/data/README.md)")
     return data["options"]
+
+
+def _nova_options():
+    return _project_options("nova")
 
 
 def _oslo_opt(cfg, types, spec, group):
@@ -438,27 +460,41 @@ def _oslo_opt(cfg, types, spec, group):
     raise ValueError(f"[{group}] {name}: option type {kind!r} unknown to the validator")
 
 
-def nova_conf_report(path, service=None):
-    """nova.conf: (problems, warnings) from an oslo.config type check against nova's option data."""
-    # oslo.config logs each deprecated name it reads; they are returned as notes
+def _quiet_oslo(func, *args):
+    """Run func with oslo.config's deprecation logging muted (returned as notes instead)."""
     oslo_log = logging.getLogger("oslo_config.cfg")
     level = oslo_log.level
     oslo_log.setLevel(logging.ERROR)
     try:
-        return _nova_conf_report(path, service)
+        return func(*args)
     finally:
         oslo_log.setLevel(level)
 
 
-def _nova_conf_report(path, service):
-    """The body of nova_conf_report."""
-    from oslo_config import cfg, types
-
+def nova_conf_report(path, service=None):
+    """nova.conf: (problems, warnings) from an oslo.config type check against nova's option data."""
     if service not in (None, *_NOVA_REQUIRED):
         raise ValueError(f"service must be None or one of {sorted(_NOVA_REQUIRED)}")
+    required = _NOVA_REQUIRED.get(service, ())
+    unwanted = _NOVA_COMPUTE_UNWANTED if service == "compute" else ()
+    return _quiet_oslo(_oslo_conf_report, path, "nova", NOVA_VERSION, service, required, unwanted)
+
+
+def keystone_conf_report(path, service="keystone"):
+    """keystone.conf: (problems, warnings) from an oslo.config type check against keystone's option data."""
+    if service not in (None, *_KEYSTONE_REQUIRED):
+        raise ValueError(f"service must be None or one of {sorted(_KEYSTONE_REQUIRED)}")
+    required = _KEYSTONE_REQUIRED.get(service, ())
+    return _quiet_oslo(_oslo_conf_report, path, "keystone", KEYSTONE_VERSION, service, required, ())
+
+
+def _oslo_conf_report(path, project, version, service, required, unwanted):
+    """Parse path, register every option of project with its recorded type, read every value."""
+    from oslo_config import cfg, types
+
     if not os.path.isfile(path):
         return _missing(path), []
-    options = _nova_options()
+    options = _project_options(project)
     problems, notes = [], []
 
     try:
@@ -467,6 +503,9 @@ def _nova_conf_report(path, service):
     except cfg.ParseError as exc:
         return [f"{path}: {exc}"], []
     present = {(g, k) for g, kv in sections.items() for k in kv}
+    # keystoneauth's password plugin options, as the generator recorded them for a group that lists them
+    plugin_source = next((g for g in ("placement", "service_user") if g in options
+                          and any(s["name"] == "auth-url" for s in options[g]["opts"])), None)
 
     conf = cfg.ConfigOpts()
     index = {}  # (group, key as written in a file) -> (group, opt, deprecated?)
@@ -476,15 +515,15 @@ def _nova_conf_report(path, service):
         names = {s["name"] for s in specs}
         auth_type = sections.get(group, {}).get("auth_type", [None])[-1]
         if "auth_type" in names and "auth-url" not in names and auth_type:
-            if auth_type in _KSA_PASSWORD_PLUGINS:
-                placement = {s["name"]: s for s in options["placement"]["opts"]}
+            if auth_type in _KSA_PASSWORD_PLUGINS and plugin_source:
+                source = {s["name"]: s for s in options[plugin_source]["opts"]}
                 for n in _KSA_PASSWORD_OPTS:
                     # the plugin's aliases live in the group that uses it
                     deps = [
-                        {**d, "group": group if d.get("group") in (None, "placement") else d["group"]}
-                        for d in placement[n].get("deprecated_opts") or []
+                        {**d, "group": group if d.get("group") in (None, plugin_source) else d["group"]}
+                        for d in source[n].get("deprecated_opts") or []
                     ]
-                    specs.append({**placement[n], "deprecated_opts": deps})
+                    specs.append({**source[n], "deprecated_opts": deps})
             else:
                 opaque_groups.add(group)
                 notes.append(
@@ -510,7 +549,7 @@ def _nova_conf_report(path, service):
     try:
         conf(
             args=[],
-            project="nova",
+            project=project,
             default_config_files=[str(path)],
             default_config_dirs=[],
             use_env=False,
@@ -521,7 +560,7 @@ def _nova_conf_report(path, service):
     groups = set(options) | {"DEFAULT"}
     for group, keys in sections.items():
         if group not in groups and not any(g == group for g, _ in index):
-            problems.append(f"[{group}]: unknown group (no option of nova {NOVA_VERSION} lives there)")
+            problems.append(f"[{group}]: unknown group (no option of {project} {version} lives there)")
             continue
         for key in keys:
             hit = index.get((group, key))
@@ -544,25 +583,32 @@ def _nova_conf_report(path, service):
                 value = "****" if opt.secret else keys[key][-1]
                 problems.append(f"[{group}] {key} = {value}: {msg}".replace(keys[key][-1], value))
 
-    if service is not None:
-        for group, key in _NOVA_REQUIRED[service]:
-            if (group, key) not in present:
-                problems.append(f"[{group}] {key}: required for the {service} but not set")
-        if service == "compute":
-            for group, key in _NOVA_COMPUTE_UNWANTED:
-                if (group, key) in present:
-                    notes.append(f"[{group}] {key} is set on a compute node: it needs no database access")
+    for group, key in required:
+        if (group, key) not in present:
+            problems.append(f"[{group}] {key}: required for the {service} but not set")
+    for group, key in unwanted:
+        if (group, key) in present:
+            notes.append(f"[{group}] {key} is set on a {service} node: it needs no database access")
     return problems, notes
+
+
+def _strict_or_warn(path, report, strict):
+    problems, notes = report
+    if strict:
+        return problems + notes
+    for note in notes:
+        warnings.warn(f"{path}: {note}", stacklevel=3)
+    return problems
 
 
 def nova_conf(path, service=None, strict=False):
     """nova.conf: type-check every option against nova's own data; warnings for deprecated names."""
-    problems, notes = nova_conf_report(path, service=service)
-    if strict:
-        return problems + notes
-    for note in notes:
-        warnings.warn(f"{path}: {note}", stacklevel=2)
-    return problems
+    return _strict_or_warn(path, nova_conf_report(path, service=service), strict)
+
+
+def keystone_conf(path, service="keystone", strict=False):
+    """keystone.conf: type-check every option against keystone's own data; warnings for deprecated names."""
+    return _strict_or_warn(path, keystone_conf_report(path, service=service), strict)
 
 
 # --------------------------------------------------------------------------

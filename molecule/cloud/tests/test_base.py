@@ -108,6 +108,8 @@ def test_nova_connects_from_the_compute_node_to_its_databases_only(host, secrets
     placement = mysql(host, "placement", secrets["mariadb_placement_password"], "SELECT 1", database="placement")
     assert placement.rc == 0, placement.stderr
     assert mysql(host, "placement", secrets["mariadb_placement_password"], "SELECT 1", database="nova").rc != 0
+    keystone = mysql(host, "keystone", secrets["mariadb_keystone_password"], "SHOW DATABASES")
+    assert keystone.rc == 0 and sorted(keystone.stdout.split()) == ["information_schema", "keystone"], keystone.stderr
     assert mysql(host, "nova", "wrong-password", "SELECT 1").rc != 0
 
 
@@ -133,6 +135,13 @@ def test_mariadb_refuses_clients_outside_the_management_network(host):
     # From inside the management network (ctl01's own address) the server greets.
     greeting = host.run("python3 -c %s %s %s", MYSQL_GREETING, CTL_IP, CTL_IP).stdout
     assert "MariaDB" in greeting and "not allowed" not in greeting
+    # The refusal above covers every account: each service user exists for the management
+    # network only.
+    net, prefix = MGMT_CIDR.split("/")
+    mask = ".".join(str((0xFFFFFFFF << (32 - int(prefix)) >> s) & 0xFF) for s in (24, 16, 8, 0))
+    for user in ("keystone", "nova", "placement"):
+        hosts = host.check_output("mysql -N -B -e %s", f"SELECT Host FROM mysql.user WHERE User = '{user}'").split()
+        assert hosts == [f"{net}/{mask}"], (user, hosts)
 
 
 def test_mariadb_root_by_socket_only_and_no_leftovers(host):
@@ -239,3 +248,20 @@ def test_no_secret_in_a_world_readable_file(host, secrets):
     if host.backend.get_hostname() == CTL:
         for path, mode in (("/etc/rabbitmq/rabbitmq.conf", 0o640), ("/var/lib/rabbitmq/.erlang.cookie", 0o400)):
             assert host.file(path).mode == mode, path
+
+
+def test_no_secret_in_the_ansible_output(host, secrets):
+    """Every play of this run (create, converge, idempotence) is logged to ANSIBLE_LOG_PATH
+    (molecule.yml); no generated secret may appear in it."""
+    from conftest import RUN_LOG as log
+
+    on(host, CTL)
+    assert log and os.path.isfile(log), "molecule.yml sets ANSIBLE_LOG_PATH for the provisioner"
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    assert "PLAY [Keystone]" in text and "PLAY [Nova compute]" in text, "the log does not hold the converge run"
+    values = {k: v for k, v in secrets.items()
+              if isinstance(v, str) and len(v) >= 16 and k not in ("deploy_ssh_public_key", "root_password_hash")}
+    assert values
+    leaked = sorted(k for k, v in values.items() if v in text)
+    assert not leaked, f"secrets in the Ansible output: {leaked}"
