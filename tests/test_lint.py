@@ -1,5 +1,6 @@
 """Static tier: yamllint, ansible-lint (production profile, offline), syntax, collection ranges."""
 
+import yaml
 from conftest import REPO, VENV_BIN, run
 
 
@@ -30,3 +31,16 @@ def test_every_role_declares_its_arguments():
         assert (role / "meta" / "argument_specs.yml").exists(), f"{role.name} has no meta/argument_specs.yml"
         assert (role / "defaults" / "main.yml").exists(), f"{role.name} has no defaults/main.yml"
         assert (role / "README.md").exists(), f"{role.name} has no README.md"
+
+
+def test_handler_names_are_unique_across_roles():
+    # Handlers share one namespace per play: two roles defining "Reload systemd" means only
+    # one of them runs, at a time the other role did not plan for.
+    seen = {}
+    for handlers in sorted((REPO / "roles").glob("*/handlers/*.yml")):
+        role = handlers.parts[-3]
+        for handler in yaml.safe_load(handlers.read_text()) or []:
+            listen = handler.get("listen") or []
+            for name in [handler.get("name"), *([listen] if isinstance(listen, str) else listen)]:
+                if name is not None:
+                    assert seen.setdefault(name, role) == role, f'handler "{name}" is in {seen[name]} and {role}'
