@@ -2,7 +2,7 @@
 
 Each runs the whole molecule sequence (create, converge, idempotence, verify, destroy).
 Run one alone with `.venv/bin/pytest tests/test_scenarios.py -k cloud` or, from the
-repository root, `PATH=.venv/bin:$PATH molecule test -s cloud`.
+repository root, `PATH=$PWD/.venv/bin:$PATH molecule test -s cloud`.
 """
 
 import os
