@@ -342,7 +342,6 @@ _OPTION_DATA = {
     "nova": DATA / f"nova-{NOVA_VERSION}-options.yaml",
     "keystone": DATA / f"keystone-{KEYSTONE_VERSION}-options.yaml",
 }
-_NOVA_DATA = _OPTION_DATA["nova"]
 
 # Options of keystoneauth's password plugins. They are registered at run time
 # from auth_type, so the generator lists them only for groups whose list_opts
@@ -418,10 +417,6 @@ def _project_options(project):
     else:
         raise FileNotFoundError(f"{path}[.gz] is missing (see tests/data/README.md)")
     return data["options"]
-
-
-def _nova_options():
-    return _project_options("nova")
 
 
 def _oslo_opt(cfg, types, spec, group):
