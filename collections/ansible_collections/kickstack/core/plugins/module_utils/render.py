@@ -25,6 +25,7 @@ from ansible_collections.kickstack.core.plugins.module_utils.quoting import (
     guard,
     path_component,
     show,
+    text,
 )
 
 INSTALLED = ("controller", "compute", "storage")
@@ -52,8 +53,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = "site" if self.host == "site" else f"host {self.host}"
-        return f"{where}: {self.field}: {self.message} (in {self.file})"
+        # Names come from the inventory too: shown with their control characters escaped.
+        where = "site" if self.host == "site" else f"host {text(self.host)}"
+        return f"{where}: {text(self.field)}: {text(self.message)} (in {text(self.file)})"
 
 
 @dataclass
