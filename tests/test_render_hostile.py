@@ -426,3 +426,118 @@ def test_hostile_values_stay_in_their_argument_or_are_refused(lab_model, rendere
         assert line, f"{where}: {result.stderr}"
         assert hostile in content.split("\n")[int(line.group(1)) - 1], f"{where}: {result.stderr}"
     assert accepted, "dnsmasq refused every hostile configuration"
+
+
+# --- the filters, the file names and the plugin on their own ----------------------------------
+
+SAMPLES = [h for h in HOSTILE if not quoting.CONTROL_RE.search(h)] + ["plain", "$6$x$y", "a'b\"c\\d"]
+
+
+@pytest.mark.parametrize("value", SAMPLES)
+def test_kickstart_value_is_exactly_one_shlex_argument(value):
+    for line in (f"cmd --opt={quoting.ks_value(value, 'f')} --next", f"cmd {quoting.ks_value(value, 'f')} --next"):
+        args = shlex.split(line, comments=True)
+        assert len(args) == 3 and args[-1] == "--next" and value in args[1], line
+        assert line.splitlines() == [line]
+
+
+@pytest.mark.parametrize("value", SAMPLES)
+def test_grub_word_is_exactly_one_word(value):
+    commands, expansions = grub_commands(f"linux {quoting.grub(value, 'f')} next\n")
+    assert commands == [["linux", value, "next"]] and expansions == 0
+
+
+@pytest.mark.parametrize("value", [h for h in HOSTILE if quoting.CONTROL_RE.search(h)])
+def test_control_characters_are_refused_everywhere(value):
+    for name in ("ks_value", "ks_positional", "ks_item", "ks_package", "sh", "grub", "grub_kernel",
+                 "pxe_kernel", "pxe_text", "dnsmasq", "user_name"):
+        with pytest.raises(quoting.Unsafe) as refused:
+            quoting.FILTERS[name](value, "kickstack_field")
+        assert refused.value.field == "kickstack_field" and not quoting.CONTROL_RE.search(str(refused.value))
+    assert not quoting.CONTROL_RE.search(quoting.json_line({"v": value}, "f"))
+    assert json.loads(quoting.json_line({"v": value}, "f")) == {"v": value}
+    assert len(quoting.text(f"a{value}b").splitlines()) == 1
+    assert all(line.startswith("#") for line in quoting.comment(f"one\n{value}").splitlines())
+
+
+@pytest.mark.parametrize("name, value", [
+    ("ks_positional", "--username=root"), ("ks_item", "sda,sdb"), ("ks_list", ["a", "b,c"]),
+    ("ks_package", "%post"), ("ks_package", "vim --nodefaults"), ("ks_package", "a#b"),
+    ("user_name", "root ALL=(ALL)"), ("lv_name", "/var/lo g"), ("grub_kernel", "a b"), ("grub_kernel", "a'b"),
+    ("pxe_kernel", 'inst.ks="x'), ("pxe_kernel", "\u00e0"), ("pxe_kernel", "x" * 2000), ("dnsmasq", "a,b"),
+    ("dnsmasq", "a#b"), ("dnsmasq", "a b"), ("dnsmasq", 'a"b'), ("number", "5"), ("number", True),
+    ("ks_value", ["a"]), ("ks_value", None), ("ks_value", ""), ("grub", {"a": 1}),
+])
+def test_values_a_format_cannot_carry_are_refused(name, value):
+    with pytest.raises(quoting.Unsafe) as refused:
+        quoting.FILTERS[name](value, "kickstack_field")
+    assert refused.value.field == "kickstack_field"
+
+
+def test_secret_values_never_appear_in_a_refusal():
+    with pytest.raises(quoting.Unsafe) as refused:
+        quoting.ks_positional("-$6$secret\n", "kickstack_secrets.root_password_hash", secret=True)
+    assert "secret" in str(refused.value) and "$6$secret" not in str(refused.value)
+
+
+def test_ssh_key_comment_cannot_add_options(lab_model, renderer, baseline):
+    context, lab = baseline
+    key = lab_model["site"]["deploy_ssh_keys"][0] + '" --username=root "x'
+    model, ctx, root_hash = inject(lab_model, context, ("model", "site", "deploy_ssh_keys", 0), key)
+    rendered = renderer.render(model, ctx, root_hash)
+    assert not rendered.problems
+    commands, _, _ = parse_ks(rendered.outputs["ks/ctl01.ks"].content, lab["ks/ctl01.ks"])
+    sshkeys = [values for args, values in commands if args[0] == "sshkey"]
+    assert sshkeys == [{"username": "deploy", "key": key, "sshkey": [key]}]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "..", "x\ny", "-rf"])
+def test_host_names_that_are_not_a_file_name_are_refused(lab_model, renderer, baseline, name):
+    context, _ = baseline
+    model = copy.deepcopy(lab_model)
+    model["hosts"][name] = dict(copy.deepcopy(model["hosts"]["cmp01"]), name=name)
+    rendered = renderer.render(model, context, ROOT_HASH)
+    assert [(p.host, p.field) for p in rendered.problems] == [(name, "inventory host name")]
+    assert all(not rel.startswith("ks/") or rel.count("/") == 1 for rel in rendered.outputs)
+
+
+def test_output_paths_stay_inside_the_build_directory(tmp_path):
+    dest = tmp_path / "pxe"
+    (dest / "ks").mkdir(parents=True)
+    (dest / "pxelinux.cfg").symlink_to(tmp_path)
+    check_targets(str(dest), ["ks/a.ks", "grub.cfg-01-x", "dnsmasq/kickstack.conf"])
+    for rel in ("../x", "/etc/passwd", "ks/../../x", "ks//a", "pxelinux.cfg/01-x"):
+        with pytest.raises(RenderError) as refused:
+            check_targets(str(dest), [rel])
+        assert rel in str(refused.value)
+
+
+def test_a_template_value_without_a_quoting_filter_fails_the_render(lab_model, baseline, tmp_path):
+    context, _ = baseline
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    grub = tmp_path / "templates" / "pxe" / "grub.cfg.j2"
+    grub.write_text(grub.read_text() + "# {{ host.fqdn }}\n")
+    rendered = Renderer(str(tmp_path / "templates")).render(lab_model, context, ROOT_HASH)
+    assert rendered.problems and {p.field for p in rendered.problems} == {"template"}
+    assert not any(rel.startswith("grub.cfg") for rel in rendered.outputs)
+
+
+def test_the_plugin_refuses_cleanly_and_writes_nothing(lab_model, baseline, tmp_path):
+    context, _ = baseline
+    model = copy.deepcopy(lab_model)
+    model["site"]["time_sources"] = ["pool.example.test\n%pre\ntouch /pwned\n%end"]
+    model["hosts"]["cmp01"]["interfaces"][0]["mtu"] = "9000 --bootproto=dhcp"
+    (tmp_path / "vars.json").write_text(json.dumps({"hostile_model": model, "render_context": context}))
+    (tmp_path / "render.yml").write_text(yaml.safe_dump([{
+        "name": "Render a hostile model", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "tasks": [{"name": "Render", "kickstack.core.pxe_render": {
+            "model": "{{ hostile_model }}", "context": "{{ render_context }}",
+            "template_dir": str(REPO / "templates"), "dest": str(tmp_path / "pxe")}}]}]))
+    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", tmp_path / "render.yml",
+                  "-e", f"@{tmp_path / 'vars.json'}"])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert "host ctl01: kickstack_time_sources:" in output and "(in ks/ctl01.ks)" in output
+    assert "host cmp01: kickstack_networks.mtu:" in output
+    assert not (tmp_path / "pxe").exists()
