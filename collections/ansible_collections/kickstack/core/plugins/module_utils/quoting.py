@@ -109,7 +109,7 @@ def _first_bad(text: str, allowed: "re.Pattern[str]") -> str:
 
 def guard(value: Any) -> Any:
     """Jinja `finalize`: only quoted strings and integers may reach the output."""
-    if isinstance(value, Quoted) or (isinstance(value, int) and not isinstance(value, bool)):
+    if type(value) is Quoted or isinstance(value, Quoted) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise Unsafe("template", f"interpolates {show(value)} without a quoting filter (ks_value, grub, ...): "
                              "every value must go through the filter of its target format")
@@ -221,7 +221,8 @@ def _visible(match: "re.Match[str]") -> str:
 
 def text(value: Any) -> Quoted:
     """Free text on a comment or report line: control characters shown as \\xNN, never raw."""
-    return Quoted(CONTROL_RE.sub(_visible, str(value)))
+    value = str(value)
+    return Quoted(CONTROL_RE.sub(_visible, value) if CONTROL_RE.search(value) else value)
 
 
 def comment(value: Any, prefix: str = "#") -> Quoted:
@@ -306,23 +307,50 @@ def path_component(value: Any, field: str, host: Optional[str] = None) -> str:
     return text
 
 
+def _memoised(function):
+    """Cache a filter's result per (string value, field): site-wide values repeat for every host.
+
+    Only successful results are kept (a refusal raises each time), only for the common call
+    with a string and a field name, and at most CACHE_MAX per filter.
+    """
+    cache: dict = {}
+
+    def wrapper(value, field, *args, **kwargs):
+        if args or kwargs or not isinstance(value, str):
+            return function(value, field, *args, **kwargs)
+        key = (value, field)
+        try:
+            return cache[key]
+        except KeyError:
+            result = function(value, field)
+            if len(cache) < CACHE_MAX:
+                cache[key] = result
+            return result
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+CACHE_MAX = 65536
+
 FILTERS = {
     "number": number,
-    "ks_value": ks_value,
-    "ks_positional": ks_positional,
-    "ks_item": ks_item,
+    "ks_value": _memoised(ks_value),
+    "ks_positional": _memoised(ks_positional),
+    "ks_item": _memoised(ks_item),
     "ks_list": ks_list,
-    "ks_package": ks_package,
-    "user_name": user_name,
-    "lv_name": lv_name,
-    "sh": sh,
+    "ks_package": _memoised(ks_package),
+    "user_name": _memoised(user_name),
+    "lv_name": _memoised(lv_name),
+    "sh": _memoised(sh),
     "json_line": json_line,
     "text": text,
     "comment": comment,
-    "grub": grub,
-    "grub_kernel": grub_kernel,
-    "pxe_kernel": pxe_kernel,
-    "pxe_text": pxe_text,
-    "dnsmasq": dnsmasq,
+    "grub": _memoised(grub),
+    "grub_kernel": _memoised(grub_kernel),
+    "pxe_kernel": _memoised(pxe_kernel),
+    "pxe_text": _memoised(pxe_text),
+    "dnsmasq": _memoised(dnsmasq),
     "dnsmasq_list": dnsmasq_list,
 }

@@ -194,6 +194,8 @@ class Renderer:
     @staticmethod
     def _check_lines(content: str, kind: str, host: str, rel: str, result: Rendered) -> None:
         limit = LINE_MAX[kind]
+        if len(content) * 4 <= limit or len(content.encode("utf-8", "surrogateescape")) <= limit:
+            return  # no line can be longer than the whole file
         for number, line in enumerate(content.split("\n"), 1):
             size = len(line.encode("utf-8", "surrogateescape"))
             if size > limit:

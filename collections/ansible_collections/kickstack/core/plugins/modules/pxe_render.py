@@ -8,6 +8,10 @@ short_description: Render kickstarts, PXE boot entries and the boot server confi
 description:
   - Compiles each template once and renders it in-process for every host of C(kickstack_model),
     so a thousand hosts take seconds rather than a template task per file.
+  - Every value is quoted for the format it lands in (kickstart arguments, %packages lines, shell
+    and JSON in %post, GRUB words, kernel arguments, dnsmasq fields) or refused. A refusal names
+    the host, the field and the file, and nothing is written; a host or MAC that cannot be a
+    plain file name, or an output path leaving I(dest), is refused the same way.
   - Writes a file only when its content or mode differs, removes files of hosts no longer in the
     inventory, and supports check and diff mode. Files carrying a secret are written 0600 and never
     shown in a diff.
