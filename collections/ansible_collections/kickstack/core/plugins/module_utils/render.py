@@ -70,9 +70,16 @@ class RenderError(Exception):
 
     def __init__(self, problems: List[Problem], limit: int = 20) -> None:
         self.problems = problems
-        lines = [f"  - {p}" for p in problems[:limit]]
-        if len(problems) > limit:
-            lines.append(f"  ... and {len(problems) - limit} more")
+        # A site-wide value is refused once per host and file: list each problem once.
+        groups: Dict[Tuple[str, str], List[Problem]] = {}
+        for problem in problems:
+            groups.setdefault((problem.field, problem.message), []).append(problem)
+        lines = []
+        for same in list(groups.values())[:limit]:
+            others = len(same) - 1
+            lines.append(f"  - {same[0]}" + (f" [and {others} more file(s) of this or other hosts]" if others else ""))
+        if len(groups) > limit:
+            lines.append(f"  ... and {len(groups) - limit} more")
         super().__init__(f"kickstack refused to render {len(problems)} value(s) that cannot be written safely; "
                          "nothing was written. Fix them in the inventory (preflight should have refused them):\n"
                          + "\n".join(lines))
