@@ -117,6 +117,13 @@ class Str(Spec):
     def _want(self) -> str:
         return f": expected {self.hint}" if self.hint else ""
 
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(f"`{c}`" for c in self.choices)
+        if self.pattern and len(self.pattern) <= 48:
+            return f"full match of `{self.pattern}`"
+        return self.hint or "any safe string"
+
 
 @dataclass(frozen=True)
 class Int(Spec):
@@ -130,6 +137,9 @@ class Int(Spec):
         if self.minimum is not None:
             return f"integer (>= {self.minimum})"
         return "integer"
+
+    def describe(self) -> str:
+        return self.type_name()
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -147,6 +157,9 @@ class Bool(Spec):
     def type_name(self) -> str:
         return "boolean"
 
+    def describe(self) -> str:
+        return "true or false (unquoted)"
+
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, bool):
             return ctx.bad(path, f"is {_type_of(value)} ({_show(value)}), expected true or false (unquoted)")
@@ -161,6 +174,9 @@ class List(Spec):
 
     def type_name(self) -> str:
         return f"list of {self.item.type_name()}"
+
+    def describe(self) -> str:
+        return (f"at least {self.min_len}; " if self.min_len else "") + "each: " + self.item.describe()
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, list):
@@ -183,6 +199,9 @@ class Record(Spec):
 
     def type_name(self) -> str:
         return "mapping {" + ", ".join(k if req else k + "?" for k, _s, req in self.fields) + "}"
+
+    def describe(self) -> str:
+        return "; ".join(f"{k}: {s.describe()}" for k, s, _r in self.fields)
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, dict):
@@ -217,6 +236,9 @@ class Named(Spec):
     def type_name(self) -> str:
         return f"mapping of name to {self.value.type_name()}"
 
+    def describe(self) -> str:
+        return f"names: {self.key.describe()}; values: {self.value.describe()}"
+
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, dict):
             return ctx.bad(path, f"is {_type_of(value)}, expected a mapping of name to {self.value.type_name()}")
@@ -242,6 +264,9 @@ class Either(Spec):
     def type_name(self) -> str:
         return " or ".join(s.type_name() for _t, s in self.options)
 
+    def describe(self) -> str:
+        return " or ".join(s.describe() for _t, s in self.options)
+
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         for kind, spec in self.options:
             if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
@@ -255,6 +280,9 @@ class Plain(Spec):
 
     def type_name(self) -> str:
         return "string, number or boolean"
+
+    def describe(self) -> str:
+        return "no control characters"
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, (str, int, float, bool)):
@@ -270,6 +298,9 @@ class Opaque(Spec):
 
     def type_name(self) -> str:
         return "mapping (vault-encrypted)"
+
+    def describe(self) -> str:
+        return "the secrets preflight requires per profile, present and non-empty"
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, dict):
@@ -340,6 +371,9 @@ class Version(Spec):
     def type_name(self) -> str:
         return "string (" + " | ".join(repr(c) for c in self.choices) + ")"
 
+    def describe(self) -> str:
+        return "one of " + ", ".join(f"`{c!r}`" for c in self.choices) + " (a number is read as its text)"
+
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             return ctx.bad(path, f"is {_type_of(value)} ({_show(value)}), expected one of "
@@ -400,7 +434,7 @@ FIELDS: Tuple[Field, ...] = (
           "deploy", "The user Ansible logs in as after installation (not root)."),
     Field("kickstack_deploy_ssh_keys", "site", List(item=SSH_KEY, min_len=1, hint="SSH public key"), _NONE,
           "SSH public keys of the deploy user.", required=True,
-          unsafe="spaces (and other characters except quotes) in the key's comment"),
+          unsafe="spaces in the key's comment (no quotes, no control characters)"),
     Field("kickstack_kernel_args", "site", List(item=Str(pattern=r"[A-Za-z0-9_.][A-Za-z0-9_.,:=/+@-]*",
                                                           hint="a kernel argument like console=ttyS0,115200n8")),
           ["console=tty0", "console=ttyS0,115200n8"], "Kernel arguments of the installer boot entries."),
@@ -520,5 +554,6 @@ def doc_rows() -> List[Dict[str, str]]:
             dflt = repr(f.default) if not isinstance(f.default, (list, bool, int)) else \
                 ("true" if f.default is True else "false" if f.default is False else str(f.default))
         rows.append({"key": f.key, "scope": f.scope, "type": f.spec.type_name(), "default": dflt,
+                     "allowed": f.spec.describe(),
                      "doc": f.doc, "unsafe": f.unsafe or "no"})
     return rows
