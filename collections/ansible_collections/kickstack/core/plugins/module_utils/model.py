@@ -192,9 +192,12 @@ def _check_site(site_vars: Dict[str, Any], platforms: Dict[str, Any], problems: 
             problems.add("site", key, f"missing: {schema.BY_KEY[key].doc}")
     resolved["domain"] = site_vars.get("kickstack_domain")
     resolved["networks"] = _check_networks(site_vars, problems)
+    # Without a usable network list (already reported), membership checks would only add noise.
+    known = bool(resolved["networks"]) and len(resolved["networks"]) == len(site_vars.get("kickstack_networks") or {})
+    resolved["_networks_known"] = known
 
     boot = _get(site_vars, "kickstack_boot_network")
-    if resolved["networks"] and boot not in resolved["networks"]:
+    if known and boot not in resolved["networks"]:
         problems.add("site", "kickstack_boot_network",
                      f"{boot!r} is not one of kickstack_networks ({', '.join(sorted(resolved['networks']))})")
     resolved["boot_network"] = boot
@@ -274,7 +277,7 @@ def _interfaces(name: str, hv: Dict[str, Any], site: Dict[str, Any], problems: P
             problems.add(name, f"{field}.mac", f"{mac} is a multicast address, not a NIC's: copy the NIC's real MAC")
         network = nic["network"]
         net = site["networks"].get(network)
-        if net is None:
+        if net is None and site["_networks_known"]:
             problems.add(name, f"{field}.network",
                          f"{network!r} is not one of kickstack_networks ({', '.join(sorted(site['networks']))})")
         ip = ipaddress.IPv4Address(nic["ip"])
@@ -458,7 +461,7 @@ def _check_host(name: str, hv: Dict[str, Any], group_names: Any, site: Dict[str,
             else:
                 seen[kind][value] = name
     boot_nic = next((n for n in interfaces if n["network"] == site["boot_network"]), None)
-    if interfaces and boot_nic is None:
+    if interfaces and boot_nic is None and site["_networks_known"]:
         problems.add(name, "kickstack_interfaces", f"no interface on the boot network {site['boot_network']!r}")
 
     host: Dict[str, Any] = {
@@ -529,6 +532,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
             problems.add("site", "kickstack_*", f"internal check error ({type(exc).__name__}: {exc}): "
                          "please report it; meanwhile check the relations between hosts (pairs, fencing)")
 
+    site.pop("_networks_known", None)
     for host in model_hosts.values():
         host.pop("_storage_vars", None)
     for net in site["networks"].values():
@@ -654,6 +658,8 @@ def _check_replication(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], p
     if not storage:
         return
     if net is None:
+        if not site["_networks_known"]:
+            return
         problems.add("site", "kickstack_replication_network",
                      f"{net_name!r} is not one of kickstack_networks ({', '.join(sorted(site['networks']))})")
         return

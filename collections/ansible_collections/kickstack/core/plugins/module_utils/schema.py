@@ -98,7 +98,8 @@ class Str(Spec):
             extra = f": {self.number_hint}" if self.number_hint and isinstance(value, (int, float)) \
                 and not isinstance(value, bool) else ""
             shown = "" if self.secret else f" ({_show(value)})"
-            return ctx.bad(path, f"is {_type_of(value)}{shown}, expected a string{extra or self._want()}")
+            want = f" ({self.hint})" if self.hint and not extra else ""
+            return ctx.bad(path, f"is {_type_of(value)}{shown}, expected a string{want}{extra}")
         shown = "the value" if self.secret else _show(value)
         if value == "":
             return ctx.bad(path, f"is empty{self._want()}")
