@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from modelkit import REPO
 
 
 def test_inventory_doc_is_current():

@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from conftest import DEPLOY_KEY, SECRETS, build
+from modelkit import DEPLOY_KEY, SECRETS, build, lab  # noqa: F401 (fixture)
 
 MGMT = {"network": "mgmt", "mac": "52:54:00:60:00:21", "ip": "10.60.0.21"}
 STOR = {"network": "storage", "mac": "52:54:00:60:01:21", "ip": "10.60.1.21"}

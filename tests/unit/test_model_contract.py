@@ -3,7 +3,7 @@
 import copy
 import json
 
-from conftest import DEPLOY_KEY, build
+from modelkit import DEPLOY_KEY, build, lab  # noqa: F401 (fixture)
 
 
 def test_lab_is_clean(lab):
@@ -83,7 +83,7 @@ def test_model_contract(lab):
 
 
 def test_no_secret_in_model(lab):
-    from conftest import SECRETS
+    from modelkit import SECRETS
     text = json.dumps(build(*lab), default=str)
     for name, value in SECRETS.items():
         if name != "deploy_ssh_public_key":

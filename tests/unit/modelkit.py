@@ -1,4 +1,4 @@
-"""Pure-Python model tests: build_model on the lab's own YAML, without ansible-playbook."""
+"""Helpers for the pure-Python model tests: build_model on the lab's own YAML, no ansible-playbook."""
 
 import copy
 import sys
