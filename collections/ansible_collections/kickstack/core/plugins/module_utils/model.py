@@ -733,7 +733,6 @@ def _resolve_storage(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], pro
             "nodes": [{"name": n["hostname"], "nodeid": i + 1, "addr": n.get("replication_ip")}
                       for i, n in enumerate(nodes)],
             "fence_device_names": [d["name"] for d in host.get("_fence_devices", []) if d["host"] in pair],
-            "fence_devices": [d for d in host.get("_fence_devices", []) if d["host"] in pair],
             "allow_no_fencing": mine["kickstack_cluster_allow_no_fencing"],
             "totem_token": mine["kickstack_cluster_totem_token"],
             "fence_timeout": mine["kickstack_cluster_fence_timeout"],
