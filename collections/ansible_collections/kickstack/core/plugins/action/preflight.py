@@ -13,28 +13,9 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.kickstack.core.plugins.module_utils.model import (
     HOST_KEYS,
+    SITE_KEYS,
     Unresolvable,
     build_model,
-)
-
-SITE_KEYS = (
-    "kickstack_domain",
-    "kickstack_networks",
-    "kickstack_boot_network",
-    "kickstack_timezone",
-    "kickstack_time_sources",
-    "kickstack_mirror_url",
-    "kickstack_extra_repos",
-    "kickstack_deploy_user",
-    "kickstack_deploy_ssh_keys",
-    "kickstack_os",
-    "kickstack_language",
-    "kickstack_keyboard",
-    "kickstack_replication_network",
-    "kickstack_drbd_version",
-    "kickstack_drbd_dual_primary",
-    "kickstack_drbd_fencing",
-    "kickstack_drbd_allow_dual_primary_without_fencing",
 )
 
 
@@ -46,6 +27,8 @@ def _read(getter, key):
         return None
     except AnsibleError as exc:
         return Unresolvable(str(exc).splitlines()[0])
+    except Exception as exc:  # a broken value must not end the run with a traceback
+        return Unresolvable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 class ActionModule(ActionBase):
@@ -68,12 +51,11 @@ class ActionModule(ActionBase):
 
         site_vars = {}
         for key in SITE_KEYS:
+            if key == "kickstack_secrets":
+                continue
             value = _read(site_get, key)
             if value is not None:
                 site_vars[key] = value
-        unresolved = [f"site: {k}: cannot be evaluated: {v.reason}"
-                      for k, v in site_vars.items() if isinstance(v, Unresolvable)]
-        site_vars = {k: v for k, v in site_vars.items() if not isinstance(v, Unresolvable)}
 
         hostvars = task_vars["hostvars"]
         hosts = {}
@@ -84,11 +66,14 @@ class ActionModule(ActionBase):
                 value = _read(hv.__getitem__, key)
                 if value is not None:
                     hosts[name][key] = value
+            groups = _read(hv.__getitem__, "group_names")
+            if isinstance(groups, list):
+                hosts[name]["group_names"] = groups
 
         secrets = _read(site_get, "kickstack_secrets")
         model = build_model(site_vars, hosts, platforms, required_secrets, secrets,
                             require_pxe=bool(args.get("require_pxe", True)))
-        problems = unresolved + model.pop("problems")
+        problems = model.pop("problems")
         if problems:
             result["failed"] = True
             result["problems"] = problems
