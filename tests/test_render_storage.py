@@ -155,9 +155,10 @@ def test_no_secret_in_output(lab, renders):
 def test_dual_primary_without_fencing_is_refused(lab, tmp_path):
     result = render_storage(lab, tmp_path / "out", "-e", "kickstack_drbd_fencing=none")
     assert result.returncode != 0
-    assert "dual-primary without fencing" in result.stdout
+    # Preflight refuses it before the drbd role runs, naming the field.
+    assert "kickstack_drbd_fencing: dual-primary DRBD" in result.stdout
     ok = render_storage(lab, tmp_path / "ok", "-e", "kickstack_drbd_fencing=none",
-                        "-e", "kickstack_drbd_allow_dual_primary_without_fencing=true")
+                        "-e", '{"kickstack_drbd_allow_dual_primary_without_fencing": true}')
     assert ok.returncode == 0, ok.stdout[-2000:]
     text = (tmp_path / "ok/stor01/etc/drbd.d/r0.res").read_text()
     assert "fencing dont-care;" in text and "handlers" not in text
@@ -177,4 +178,5 @@ def test_two_resources_on_one_disk_are_refused(lab, tmp_path):
 def test_extra_vars_yaml_is_valid():
     # storage.yml documents its inventory inputs; keep it parseable YAML with one play.
     plays = yaml.safe_load((REPO / "playbooks" / "storage.yml").read_text())
-    assert [r["role"] for r in plays[0]["roles"]] == ["drbd", "lvm_shared"]
+    assert plays[0]["ansible.builtin.import_playbook"] == "preflight.yml"
+    assert [r["role"] for r in plays[1]["roles"]] == ["drbd", "lvm_shared"]
