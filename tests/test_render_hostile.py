@@ -111,7 +111,8 @@ def lab_context(model):
         "boot_timeout": int(defaults["kickstart_boot_timeout"]),
         "lease_time": defaults["kickstart_lease_time"],
         "dhcp_mode": defaults["kickstart_dhcp_mode"],
-        "kernel_args": defaults["kickstart_kernel_args"],
+        # The role takes them from the checked model (kickstack_kernel_args).
+        "kernel_args": model["site"]["kernel_args"],
         "families": variables["__kickstart_families"],
         "profiles": variables["__kickstart_profiles"],
         "extra_packages": ["tmux"],

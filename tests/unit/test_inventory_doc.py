@@ -24,14 +24,13 @@ def test_schema_covers_every_variable_the_project_reads():
     import re
     from ansible_collections.kickstack.core.plugins.module_utils import schema
     # Names the plays derive themselves or that only test harnesses set, not inventory keys.
-    derived = {"kickstack_model", "kickstack_build_dir", "kickstack_boot_net", "kickstack_mgmt_ip",
-               "kickstack_mgmt_cidr", "kickstack_controller", "kickstack_controller_ip", "kickstack_fqdn",
-               "kickstack_replication_net", "kickstack_venv", "kickstack_storage_render_dir",
-               "kickstack_cluster_render_dir", "kickstack_storage_network", "kickstack_http_base_url"}
+    derived = {"kickstack_model", "kickstack_site", "kickstack_host", "kickstack_build_dir",
+               "kickstack_storage_render_dir", "kickstack_cluster_render_dir", "kickstack_http_base_url"}
     used = set()
     for path in list((REPO / "playbooks").rglob("*.yml")) + list((REPO / "inventory" / "lab").rglob("*.yml")):
         used |= set(re.findall(r"\bkickstack_[a-z0-9_]+", path.read_text()))
-    missing = sorted(used - derived - set(schema.BY_KEY))
+    # A name ending in "_" is a family named in a comment (kickstack_drbd_*), not a key.
+    missing = sorted(v for v in used - derived - set(schema.BY_KEY) if not v.endswith("_"))
     assert not missing, missing
 
 

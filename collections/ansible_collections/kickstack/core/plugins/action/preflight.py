@@ -31,6 +31,27 @@ def _read(getter, key):
         return Unresolvable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+
+
+def _plain(value, seen):
+    """True when no string in value carries Jinja: it needs no templating (cached by object,
+    since the site-wide values of group_vars/all are the same objects on every host)."""
+    key = id(value)
+    if key in seen:
+        return seen[key]
+    if isinstance(value, str):
+        plain = not any(mark in value for mark in _TEMPLATE_MARKS)
+    elif isinstance(value, dict):
+        plain = all(_plain(k, seen) and _plain(v, seen) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        plain = all(_plain(v, seen) for v in value)
+    else:
+        plain = True
+    seen[key] = plain
+    return plain
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -59,10 +80,21 @@ class ActionModule(ActionBase):
 
         hostvars = task_vars["hostvars"]
         hosts = {}
+        seen = {}
         for name in task_vars["groups"]["all"]:
             hv = hostvars[name]
+            # The host's variables before templating: plain data is taken as it is, and only
+            # values with Jinja in them are templated (per key, in the host's context).
+            raw = getattr(hv, "_vars", None)
             hosts[name] = {}
             for key in HOST_KEYS:
+                if raw is not None:
+                    if key not in raw:
+                        continue
+                    if _plain(raw[key], seen):
+                        if raw[key] is not None:
+                            hosts[name][key] = raw[key]
+                        continue
                 value = _read(hv.__getitem__, key)
                 if value is not None:
                     hosts[name][key] = value
@@ -80,6 +112,14 @@ class ActionModule(ActionBase):
             result["msg"] = (f"The inventory has {len(problems)} problem(s); nothing was touched.\n"
                              + "\n".join(f"  - {p}" for p in problems))
             return result
+        if not args.get("converge", True):
+            # Provisioning renders from the install facts only: the converge facts (DRBD,
+            # cluster, /etc/hosts entries) would be carried along by every later task for
+            # nothing. They were built and checked all the same.
+            model["site"].pop("hosts_entries", None)
+            for host in model["hosts"].values():
+                host.pop("drbd", None)
+                host.pop("cluster", None)
         result["changed"] = False
         result["msg"] = f"inventory OK: {len(model['hosts'])} hosts"
         result["ansible_facts"] = {"kickstack_model": model}

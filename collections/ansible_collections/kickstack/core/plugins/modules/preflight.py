@@ -22,6 +22,10 @@ options:
     description: Whether the site must have its boot server (false for configuring already installed nodes only).
     type: bool
     default: true
+  converge:
+    description: Keep the facts only the converge plays read (drbd, cluster, hosts_entries); provisioning turns it off.
+    type: bool
+    default: true
 author: kickstack developers
 """
 
