@@ -29,7 +29,7 @@ REQUESTED = set(filter(None, os.environ.get("KICKSTACK_SCENARIOS", "").split(","
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="containers and VMs need root")
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario):
+def test_molecule_scenario(scenario, tmp_path):
     if scenario not in PROVEN | REQUESTED:
         pytest.skip(f"scenario {scenario} is not yet proven end to end: KICKSTACK_SCENARIOS={scenario} runs it")
     # The scenarios converge with the lab's inventory data, secrets included.
@@ -43,14 +43,19 @@ def test_molecule_scenario(scenario):
     timing = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in steps)
     print(f"molecule test -s {scenario}: {elapsed:.0f} s ({timing})")
     leaks = find_leaks(output, lab_secrets)
+    # The whole output, masked, for the post-mortem (line numbers match the leak report).
+    saved = tmp_path / f"molecule-{scenario}.log"
+    saved.write_text(mask(output, lab_secrets))
+    print(f"output (secrets masked): {saved}")
     # Masked before it is cut: a secret across the cut would otherwise show in part.
-    assert returncode == 0, (f"molecule test -s {scenario} failed after {elapsed:.0f} s"
+    assert returncode == 0, (f"molecule test -s {scenario} failed after {elapsed:.0f} s (output: {saved})"
                              + (f" ({describe(leaks)})" if leaks else "") + ":\n"
                              + mask(output, lab_secrets)[-6000:])
     assert not leaks, f"molecule test -s {scenario}: " + describe(leaks)
 
 
-STEP = re.compile(r"➜ (\w+): Executing")
+# "[cloud > converge] Executing" (molecule 26 without colour) or "cloud ➜ converge: Executing".
+STEP = re.compile(r"(?:\[[\w.-]+ > (\w+)\]|➜ (\w+):) Executing")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -72,7 +77,7 @@ def run_molecule(scenario, timeout):
                 now = time.monotonic()
                 if current:
                     steps.append((current, now - since))
-                current, since = found.group(1), now
+                current, since = found.group(1) or found.group(2), now
         returncode = proc.wait()
     finally:
         timer.cancel()
