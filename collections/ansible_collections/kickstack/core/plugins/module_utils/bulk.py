@@ -4,6 +4,12 @@
 Used by the bulk renderers, which run in-process on the controller: compare each wanted file
 with what is on disk, write changed ones atomically with their mode, and remove files a
 previous run made that are no longer wanted. Check mode only reports.
+
+Diffs never show a secret: a file's diff is replaced by a note when the new content carries
+one (Output.secret), when the file belongs to a class that may carry one (secret_globs, e.g.
+the kickstarts, which hold the root hash whenever the site sets one), or when the file on
+disk is private (no group/other read bit: a previous run wrote it as a secret). In every such
+case neither the old nor the new content is shown.
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ class Output:
     secret: bool = False
 
 
+# Relative paths (fnmatch globs) whose content may carry a secret, old or new.
+SECRET_GLOBS = ("ks/*",)
+
+HIDDEN_BEFORE = "(old content hidden: may carry a secret)\n"
+HIDDEN_AFTER = "(content hidden: carries a secret)\n"
+
+
 @dataclass
 class Report:
     changed: List[str] = field(default_factory=list)
@@ -37,10 +50,18 @@ def _current(path: str):
         return None, None
 
 
+def _may_carry_secret(rel: str, out: Output, mode, secret_globs) -> bool:
+    if out.secret or any(fnmatch.fnmatch(rel, pat) for pat in secret_globs):
+        return True
+    # A file on disk that only its owner may read was written as a secret.
+    return mode is not None and not mode & 0o044
+
+
 def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], check: bool,
-              diff: bool, max_diffs: int = 20) -> Report:
+              diff: bool, max_diffs: int = 20, secret_globs: Iterable[str] = SECRET_GLOBS) -> Report:
     """Make dest hold exactly `outputs` among the files matching the `managed` globs."""
     report = Report()
+    secret_globs = tuple(secret_globs)
     for rel in sorted(outputs):
         out = outputs[rel]
         path = os.path.join(dest, rel)
@@ -49,9 +70,10 @@ def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], che
             continue
         report.changed.append(rel)
         if diff and len(report.diffs) < max_diffs:
-            if out.secret:
+            if _may_carry_secret(rel, out, mode, secret_globs):
                 report.diffs.append({"before_header": rel, "after_header": rel,
-                                     "before": "", "after": "(content hidden: carries a secret)\n"})
+                                     "before": HIDDEN_BEFORE if before is not None else "",
+                                     "after": HIDDEN_AFTER})
             else:
                 report.diffs.append({"before_header": rel, "after_header": rel,
                                      "before": before or "", "after": out.content})
