@@ -246,14 +246,18 @@ def grub(value: Any, field: str, host: Optional[str] = None) -> Quoted:
 
 def kernel_word(value: Any, field: str, host: Optional[str] = None) -> str:
     """One argument of the Linux kernel command line, or Unsafe."""
-    text = _text(value, field, host=host)
-    if len(text) > KERNEL_WORD_MAX:
-        raise Unsafe(field, f"{show(text)} is {len(text)} characters long: a kernel argument may have at most "
-                            f"{KERNEL_WORD_MAX} (the whole command line at most 2047 bytes)", host)
-    if not KERNEL_WORD_RE.fullmatch(text):
-        bad = _first_bad(text, KERNEL_WORD_RE)
-        raise Unsafe(field, f"{show(text)} contains {bad!r}, which the kernel command line cannot carry "
-                            "(no spaces, quotes, backslashes or non-ASCII characters)", host)
+    return _limited(_text(value, field, host=host), field, host, KERNEL_WORD_MAX, KERNEL_WORD_RE,
+                    "a kernel argument may have at most {max} (the whole command line at most 2047 bytes)",
+                    "which the kernel command line cannot carry (no spaces, quotes, backslashes or non-ASCII "
+                    "characters)")
+
+
+def _limited(text: str, field: str, host: Optional[str], limit: int, pattern, too_long: str, refused: str) -> str:
+    """text, when it is at most limit characters long and pattern matches all of it; else Unsafe."""
+    if len(text) > limit:
+        raise Unsafe(field, f"{show(text)} is {len(text)} characters long: {too_long.format(max=limit)}", host)
+    if not pattern.fullmatch(text):
+        raise Unsafe(field, f"{show(text)} contains {_first_bad(text, pattern)!r}, {refused}", host)
     return text
 
 
@@ -278,15 +282,10 @@ def pxe_text(value: Any, field: str, host: Optional[str] = None) -> Quoted:
 
 def dnsmasq(value: Any, field: str, host: Optional[str] = None) -> Quoted:
     """One field of a dnsmasq option: no ',', '#', quotes, backslashes, whitespace or controls."""
-    text = _text(value, field, host=host)
-    if len(text) > DNSMASQ_VALUE_MAX:
-        raise Unsafe(field, f"{show(text)} is {len(text)} characters long, more than the "
-                            f"{DNSMASQ_VALUE_MAX} a dnsmasq field may have here", host)
-    if not DNSMASQ_RE.fullmatch(text):
-        bad = _first_bad(text, DNSMASQ_RE)
-        raise Unsafe(field, f"{show(text)} contains {bad!r}, which dnsmasq would read as a field separator, "
-                            "comment, quote or line end (allowed: letters, digits and _ . : / @ + % = ~ -)", host)
-    return Quoted(text)
+    return Quoted(_limited(_text(value, field, host=host), field, host, DNSMASQ_VALUE_MAX, DNSMASQ_RE,
+                           "a dnsmasq field may have at most {max} here",
+                           "which dnsmasq would read as a field separator, comment, quote or line end "
+                           "(allowed: letters, digits and _ . : / @ + % = ~ -)"))
 
 
 def dnsmasq_list(values: Any, field: str, host: Optional[str] = None) -> Quoted:
