@@ -21,7 +21,8 @@ import testinfra
 
 REPO = Path(__file__).resolve().parents[3]
 VM_PY = REPO / "tests" / "harness" / "vm.py"
-LAB = "molecule-cluster"
+# The harness lab molecule created for this scenario (create.yml: molecule-<scenario name>).
+LAB = f"molecule-{os.environ.get('MOLECULE_SCENARIO_NAME', 'cluster')}"
 RES = "r0"
 VG = "vg_shared"
 LV = "lv_test"
