@@ -11,6 +11,8 @@ KICKSTACK_UPDATE_GOLDEN=1 (make golden).
 import json
 import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -242,7 +244,12 @@ def _fence(agent):
     ("corosync", TWO, _fence("fence_manual"), True, "fence_manual exists only for cman"),
     ("corosync", TWO, _fence("fence_ipmilan")[:1], False, "no fence device for ['stor02']"),
     ("corosync", TWO + [dict(TWO[0], name="stor03", nodeid=3)], [], False, "two_node needs exactly 2 nodes"),
-], ids=["duplicate-nodeid", "fence-manual-no-opt-in", "fence-manual-pacemaker", "unfenced-node", "two-node-3"])
+    ("corosync", TWO, [dict(f, name=f"x\"/>{f['name']}") for f in _fence("fence_ipmilan")], False,
+     "node and fence device names must be"),
+    ("corosync", TWO, [dict(f, params={"pass word": "x"}) for f in _fence("fence_ipmilan")], False,
+     "fence device parameter names must start"),
+], ids=["duplicate-nodeid", "fence-manual-no-opt-in", "fence-manual-pacemaker", "unfenced-node", "two-node-3",
+        "device-name-xml", "param-name-space"])
 def test_role_refuses_broken_input(tmp_path, stack, nodes, fence, manual, expected):
     play = tmp_path / "play.yml"
     play.write_text(ROLE_PLAY.format(root=tmp_path / "out", stack=stack, nodes=json.dumps(nodes),
@@ -268,3 +275,117 @@ def test_fence_manual_with_opt_in_renders(tmp_path):
     assert validators.cluster_conf(path, SCHEMA) == []
     assert _cluster_conf_problems(path) == []
     assert 'agent="fence_manual"' in path.read_text()
+
+
+# ---------------------------------------------------------------- the CIB transaction script
+
+# The cluster role writes every CIB object (stonith devices, dlm/lvmlockd, LVM-activate clones)
+# through templates/cib-apply.sh.j2: XML objects in quoted heredocs, applied with cibadmin on a
+# file. A fence password that carries every special character of XML and sh (and a line that
+# looks like the heredoc's end) must come through intact and never appear raw in the script.
+NASTY = "p'a\"s$s`x\\\nKICKSTACK_CIB_OBJECT\n<&>\t$(id)"
+CIB_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  vars:
+    cluster_nodes: [{{name: stor01, addr: 10.60.1.31, nodeid: 1}}, {{name: stor02, addr: 10.60.1.32, nodeid: 2}}]
+    cluster_two_node: true
+    cluster_fence_delay: 10
+    cluster_fence_timeout: 60
+    cluster_fence_devices: {fence}
+    clvm_lvs: [{{name: lv_test, size: 64m}}]
+    clvm_vg_name: vg_shared
+    clvm_dlm_fencing: true
+    clvm_op_timeout: 90
+    clvm_failure_timeout: 60
+    clvm_dlm_resource: dlm
+    clvm_lvmlockd_resource: lvmlockd
+  tasks:
+    - ansible.builtin.include_vars: {{file: {roles}/cluster/vars/main.yml}}
+    - ansible.builtin.include_vars: {{file: {roles}/clvm/vars/main.yml}}
+    - ansible.builtin.template:
+        src: {roles}/cluster/templates/cib-apply.sh.j2
+        dest: "{out}/{{{{ item.name }}}}.sh"
+        mode: "0700"
+      vars:
+        __cluster_cib_dir: /run/scratch
+        cluster_cib_label: "{{{{ item.name }}}}"
+        cluster_cib_properties: "{{{{ item.properties }}}}"
+        cluster_cib_objects: "{{{{ item.objects }}}}"
+      loop:
+        - {{name: fencing, properties: {{stonith-enabled: true, no-quorum-policy: freeze}}, objects: "{{{{ __cluster_stonith_objects }}}}"}}
+        - {{name: locking, properties: {{}}, objects: "{{{{ __clvm_cib_objects }}}}"}}
+        - {{name: lvs, properties: {{}}, objects: "{{{{ __clvm_lv_objects }}}}"}}
+"""
+HEREDOC = re.compile(r"""cat >"\$dir/object-\d+\.xml" <<'KICKSTACK_CIB_OBJECT'\n(.*?)\nKICKSTACK_CIB_OBJECT\n""", re.S)
+
+
+@pytest.fixture(scope="module")
+def cib_scripts(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cib")
+    fence = [{"name": f"fence-{h}", "agent": "fence_redfish", "host": h,
+              "params": {"ip": "10.0.2.100", "ipport": 443, "username": "kickstack", "password": NASTY,
+                         "systems_uri": f"/redfish/v1/Systems/{h}"}} for h in ("stor01", "stor02")]
+    play = tmp / "play.yml"
+    play.write_text(CIB_PLAY.format(fence=json.dumps(fence), roles=REPO / "roles", out=tmp))
+    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
+                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return {name: (tmp / f"{name}.sh").read_text() for name in ("fencing", "locking", "lvs")}
+
+
+def _objects(script):
+    return {el.get("id"): el for el in (ET.fromstring(body) for body in HEREDOC.findall(script))}
+
+
+def test_cib_script_passes_sh_n_and_shellcheck(cib_scripts, tmp_path):
+    shellcheck = shutil.which("shellcheck", path=str(VENV_BIN))
+    for name, text in cib_scripts.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text(text)
+        res = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+        if shellcheck:
+            res = subprocess.run([shellcheck, "-s", "sh", str(path)], capture_output=True, text=True)
+            assert res.returncode == 0, f"{name}: {res.stdout}"
+
+
+def test_cib_script_carries_the_secret_intact_and_escaped(cib_scripts):
+    text = cib_scripts["fencing"]
+    # every heredoc ends where it should: as many objects as devices + location rules
+    assert len(HEREDOC.findall(text)) == 4 == text.count("<<'KICKSTACK_CIB_OBJECT'")
+    objs = _objects(text)
+    for host in ("stor01", "stor02"):
+        params = {nv.get("name"): nv.get("value") for nv in objs[f"fence-{host}"].iter("nvpair")}
+        assert params["password"] == NASTY
+        assert params["pcmk_host_list"] == host
+        assert params["pcmk_off_timeout"] == "60s"
+        rule = objs[f"location-fence-{host}-{host}--INFINITY"]
+        assert (rule.get("rsc"), rule.get("node"), rule.get("score")) == (f"fence-{host}", host, "-INFINITY")
+    # no piece of it that needs escaping appears raw (XML escaping ends each piece's raw form)
+    raw = [line for line in NASTY.splitlines() if set(line) & set("'\"<>&")]
+    assert len(raw) == 2
+    for piece in raw:
+        assert piece not in text, f"raw secret piece {piece!r} in the script"
+
+
+def test_cib_fence_delay_only_on_the_first_nodes_device(cib_scripts):
+    objs = _objects(cib_scripts["fencing"])
+    delay = {h: {nv.get("name"): nv.get("value") for nv in objs[f"fence-{h}"].iter("nvpair")}["pcmk_delay_base"]
+             for h in ("stor01", "stor02")}
+    assert delay == {"stor01": "10s", "stor02": "0s"}
+
+
+def test_cib_locking_clones_retry_failed_starts(cib_scripts):
+    objs = _objects(cib_scripts["locking"])
+    for rsc in ("dlm", "lvmlockd"):
+        clone = objs[f"{rsc}-clone"]
+        meta = {nv.get("name"): nv.get("value") for nv in clone.find("primitive/meta_attributes").iter("nvpair")}
+        assert meta["failure-timeout"] == "60s"
+        ops = {op.get("name"): op for op in clone.iter("op")}
+        assert ops["monitor"].get("on-fail") == "fence" and ops["start"].get("timeout") == "90s"
+    order = objs["order-dlm-clone-lvmlockd-clone-mandatory"]
+    assert (order.get("first"), order.get("then")) == ("dlm-clone", "lvmlockd-clone")
+    lv = _objects(cib_scripts["lvs"])["vg_shared-lv_test-clone"]
+    params = {nv.get("name"): nv.get("value") for nv in lv.find("primitive/instance_attributes").iter("nvpair")}
+    assert params == {"vgname": "vg_shared", "lvname": "lv_test", "vg_access_mode": "lvmlockd", "activation_mode": "shared"}

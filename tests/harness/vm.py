@@ -3,6 +3,7 @@
 
     python3 tests/harness/vm.py up|down|status --spec FILE [--json]
     python3 tests/harness/vm.py power --lab LAB NODE on|off|reset|freeze|status [--json] [--wait]
+    python3 tests/harness/vm.py link --lab LAB NODE up|down|status [--json]
 
 The spec is JSON (or YAML when PyYAML happens to be importable)::
 
@@ -33,6 +34,9 @@ line; a guest power-off ends QEMU; a guest kernel panic ends QEMU with an error 
 while waiting for ssh). ``vm.py power`` cuts and restores power through QMP (tests/harness/bmc.py:
 off freezes the vCPUs like a power loss and the BMC reports PowerState Off; on resets and boots
 the guest again; reset reboots; freeze stops the vCPUs but the BMC still reports On, a hung node).
+``vm.py link`` cuts (down) or restores (up) a VM's private link with QMP ``set_link``: the guest's
+NIC loses its carrier and no frame passes either way, as with a pulled cable; cut both ends for a
+split of the pair. The link state survives a guest reset.
 
 BMC: with a top-level ``bmc`` object in the spec, ``{"bmc": {"username": "kickstack", "password": "..."}}``
 (``"bmc": true`` or no password: username kickstack and a random password, read it from
@@ -78,6 +82,7 @@ QEMU = os.environ.get("KICKSTACK_QEMU", "qemu-system-x86_64")
 
 # Fixed PCI slots keep guest device names stable: NICs first, then root (vda), data disks.
 PCI_USER_NIC, PCI_LINK_NIC, PCI_RNG, PCI_ROOT, PCI_DATA0 = 3, 4, 5, 6, 7
+LINK_NETDEV = "n1"  # the private link's netdev id (`vm.py link` cuts it)
 SSH_OPTS = [
     "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=no",
@@ -331,8 +336,8 @@ def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dic
     if node.get("link_ip"):
         argv += [
             "-netdev",
-            f"socket,id=n1,udp=127.0.0.1:{node['link_peer_port']},localaddr=127.0.0.1:{node['link_port']}",
-            "-device", f"virtio-net-pci,netdev=n1,mac={node['link_mac']},addr={PCI_LINK_NIC:#x}",
+            f"socket,id={LINK_NETDEV},udp=127.0.0.1:{node['link_peer_port']},localaddr=127.0.0.1:{node['link_port']}",
+            "-device", f"virtio-net-pci,netdev={LINK_NETDEV},mac={node['link_mac']},addr={PCI_LINK_NIC:#x}",
         ]
     for i, disk in enumerate(node["disks"]):
         argv += [
@@ -722,6 +727,43 @@ def power(lab: str, node: str, action: str, wait: bool = False) -> dict:
     return {"node": node, **result}
 
 
+def link(lab: str, node: str, state: str) -> dict:
+    """Cut (down) or restore (up) node's private link, as a pulled cable would: QMP set_link on
+    its link netdev takes the carrier away from the guest's NIC and drops every frame both ways.
+    The state survives a guest reset (a fenced node boots with the link as it was); a marker
+    file (<node>/link-down) records it for `status`."""
+    sdir = state_dir(lab)
+    st_file = sdir / "state.json"
+    if not st_file.exists():
+        raise HarnessError(f"lab {lab} is not up ({sdir})")
+    st = json.loads(st_file.read_text())
+    nodes = [n for n in st["nodes"] if n["name"] == node]
+    if not nodes:
+        raise HarnessError(f"lab {lab} has no node {node!r} ({', '.join(n['name'] for n in st['nodes'])})")
+    if not nodes[0].get("link_ip"):
+        raise HarnessError(f"{node} has no private link")
+    if state not in ("up", "down", "status"):
+        raise HarnessError(f"link state {state!r}: up, down or status")
+    marker = sdir / node / "link-down"
+    if state != "status":
+        try:
+            with bmc_mod._node_lock(sdir, node):
+                q = bmc_mod._qmp(sdir, node)
+                if q is None:
+                    raise HarnessError(f"{node}: QEMU is not running")
+                with q:
+                    q.execute("set_link", {"name": LINK_NETDEV, "up": state == "up"})
+        except bmc_mod.PowerError as exc:
+            raise HarnessError(str(exc)) from exc
+        if state == "down":
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+        bmc_mod.log_event(sdir, client="cli", method="CLI", path=None, system=node, reset_type=None,
+                          action=f"link-{state}", status=None, result="ok")
+    return {"node": node, "link": "down" if marker.exists() else "up"}
+
+
 def power_cli(args) -> int:
     result = power(args.lab, args.node, args.action, wait=args.wait)
     if args.json:
@@ -750,6 +792,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("on", "off", "reset", "freeze", "status"))
     p.add_argument("--json", action="store_true", help="print machine-readable output")
     p.add_argument("--wait", action="store_true", help="after on/reset: wait until the node answers ssh")
+    p = sub.add_parser("link", help="cut or restore a VM's private link (QMP set_link)")
+    p.add_argument("--lab", required=True)
+    p.add_argument("node")
+    p.add_argument("state", choices=("up", "down", "status"))
+    p.add_argument("--json", action="store_true", help="print machine-readable output")
     p = sub.add_parser("bmc", help=argparse.SUPPRESS)
     p.add_argument("--state-dir", required=True)
     p = sub.add_parser("relay", help=argparse.SUPPRESS)
@@ -772,6 +819,10 @@ def main(argv: list[str] | None = None) -> int:
             return bmc_mod.relay(args.port, args.node)
         if args.cmd == "power":
             return power_cli(args)
+        if args.cmd == "link":
+            result = link(args.lab, args.node, args.state)
+            print(json.dumps(result) if args.json else result["link"])
+            return 0
         if args.spec:
             spec = load_spec(args.spec)
             lab = spec["lab"]
