@@ -700,8 +700,8 @@ def status(lab: str) -> dict:
 
 
 # ---------------------------------------------------------------- power
-def power(lab: str, node: str, action: str, wait: bool = False) -> dict:
-    """on|off|reset|freeze|status of one VM through QMP, as the lab's BMC does it (logged to bmc.log)."""
+def _lab_node(lab: str, node: str) -> tuple:
+    """The lab's state dir, its saved state and [the node's record], or HarnessError."""
     sdir = state_dir(lab)
     st_file = sdir / "state.json"
     if not st_file.exists():
@@ -710,6 +710,12 @@ def power(lab: str, node: str, action: str, wait: bool = False) -> dict:
     nodes = [n for n in st["nodes"] if n["name"] == node]
     if not nodes:
         raise HarnessError(f"lab {lab} has no node {node!r} ({', '.join(n['name'] for n in st['nodes'])})")
+    return sdir, st, nodes
+
+
+def power(lab: str, node: str, action: str, wait: bool = False) -> dict:
+    """on|off|reset|freeze|status of one VM through QMP, as the lab's BMC does it (logged to bmc.log)."""
+    sdir, st, nodes = _lab_node(lab, node)
     try:
         result = bmc_mod.power(sdir, node, action)
     except bmc_mod.PowerError as exc:
@@ -732,14 +738,7 @@ def link(lab: str, node: str, state: str) -> dict:
     its link netdev takes the carrier away from the guest's NIC and drops every frame both ways.
     The state survives a guest reset (a fenced node boots with the link as it was); a marker
     file (<node>/link-down) records it for `status`."""
-    sdir = state_dir(lab)
-    st_file = sdir / "state.json"
-    if not st_file.exists():
-        raise HarnessError(f"lab {lab} is not up ({sdir})")
-    st = json.loads(st_file.read_text())
-    nodes = [n for n in st["nodes"] if n["name"] == node]
-    if not nodes:
-        raise HarnessError(f"lab {lab} has no node {node!r} ({', '.join(n['name'] for n in st['nodes'])})")
+    sdir, st, nodes = _lab_node(lab, node)
     if not nodes[0].get("link_ip"):
         raise HarnessError(f"{node} has no private link")
     if state not in ("up", "down", "status"):
