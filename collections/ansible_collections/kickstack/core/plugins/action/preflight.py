@@ -8,6 +8,7 @@ with every problem listed (host and field named) or returns the resolved model a
 
 from __future__ import annotations
 
+import gc
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
@@ -118,6 +119,17 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
+        # Reading a large inventory and rendering make many objects that all stay alive until
+        # the task ends: the cyclic garbage collector would only walk them over and over.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(tmp, task_vars)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self._task.args

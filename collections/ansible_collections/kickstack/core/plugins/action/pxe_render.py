@@ -15,6 +15,7 @@ shared dnsmasq configuration and index, and nothing is removed.
 
 from __future__ import annotations
 
+import gc
 import os
 
 from ansible.errors import AnsibleError
@@ -36,6 +37,17 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
+        # Reading a large inventory and rendering make many objects that all stay alive until
+        # the task ends: the cyclic garbage collector would only walk them over and over.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(tmp, task_vars)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self._task.args
