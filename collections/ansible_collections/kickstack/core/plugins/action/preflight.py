@@ -95,7 +95,9 @@ def check_site(task_vars, templar, args):
             value = _read(hv.__getitem__, key)
             if value is not None:
                 hosts[name][key] = value
-        groups = _read(hv.__getitem__, "group_names")
+        groups = raw.get("group_names") if raw is not None else None
+        if not (isinstance(groups, list) and _plain(groups, seen)):
+            groups = _read(hv.__getitem__, "group_names")
         if isinstance(groups, list):
             hosts[name]["group_names"] = groups
 
