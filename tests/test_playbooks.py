@@ -16,7 +16,17 @@ def runs_preflight_first(plays):
     roles = [r["role"] if isinstance(r, dict) else r for r in first.get("roles", [])]
     tasks = first.get("tasks", [])
     first_task_role = (tasks[0].get("ansible.builtin.include_role") or {}).get("name") if tasks else None
-    return (roles[:1] == ["preflight"]) or first_task_role == "preflight"
+    if (roles[:1] == ["preflight"]) or first_task_role == "preflight":
+        return True
+    # Or the first role the play runs checks the whole inventory in its own task
+    # (kickstart.yml: kickstart with kickstart_preflight); only include_vars may come before.
+    for task in tasks:
+        role = task.get("ansible.builtin.import_role") or task.get("ansible.builtin.include_role")
+        if role:
+            return role.get("name") == "kickstart" and bool((task.get("vars") or {}).get("kickstart_preflight"))
+        if "ansible.builtin.include_vars" not in task:
+            return False
+    return False
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=[p.name for p in PLAYBOOKS])
@@ -39,3 +49,7 @@ def test_plays_read_the_model_not_raw_inventory(playbook):
 def test_the_check_catches_a_playbook_without_preflight():
     assert not runs_preflight_first([{"hosts": "all", "roles": ["common"]}])
     assert runs_preflight_first([{"ansible.builtin.import_playbook": "preflight.yml"}])
+    assert not runs_preflight_first([{"hosts": "localhost", "tasks": [
+        {"ansible.builtin.import_role": {"name": "kickstart"}}]}])
+    assert runs_preflight_first([{"hosts": "localhost", "tasks": [
+        {"ansible.builtin.import_role": {"name": "kickstart"}, "vars": {"kickstart_preflight": {"platforms": {}}}}]}])

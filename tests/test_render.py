@@ -160,3 +160,33 @@ def test_stale_hosts_are_removed(lab_render, tmp_path):
     assert not (build / "ks" / "gone01.ks").exists()
     assert not (build / "pxelinux.cfg" / "01-52-54-00-99-99-99").exists()
     assert (build / "operator-notes.txt").exists()
+
+
+def test_limit_renders_the_named_hosts_and_prunes_nothing(lab_render, tmp_path):
+    build = tmp_path / "pxe"
+    shutil.copytree(lab_render.build, build)
+    mtimes = {p: p.stat().st_mtime_ns for p in build.rglob("*") if p.is_file()}
+    (build / "ks" / "cmp01.ks").unlink()
+    (build / "ks" / "cmp02.ks").unlink()
+    (build / "ks" / "gone01.ks").write_text("old")
+    (build / "index.txt").write_text("stale\n")
+    result = run_playbook("kickstart.yml", lab_render.inventory, build, "--limit", "cmp01")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (build / "ks" / "cmp01.ks").read_text() == (lab_render.build / "ks" / "cmp01.ks").read_text()
+    assert not (build / "ks" / "cmp02.ks").exists(), "a host outside the limit was rendered"
+    assert (build / "ks" / "gone01.ks").exists(), "a --limit run pruned a file"
+    # The shared files list every host, whatever the limit.
+    assert (build / "index.txt").read_text() == (lab_render.build / "index.txt").read_text()
+    untouched = [p for p, t in mtimes.items()
+                 if p.exists() and p.name not in ("cmp01.ks", "index.txt") and p.stat().st_mtime_ns != t]
+    assert not untouched, f"files outside the limit were rewritten: {untouched}"
+    # A full run prunes again.
+    assert run_playbook("kickstart.yml", lab_render.inventory, build).returncode == 0
+    assert not (build / "ks" / "gone01.ks").exists()
+
+
+def test_limit_selecting_no_host_is_an_error(lab_render, tmp_path):
+    result = run_playbook("kickstart.yml", lab_render.inventory, tmp_path / "pxe", "--limit", "cmp100")
+    assert result.returncode != 0
+    assert "cmp100" in result.stdout + result.stderr
+    assert not (tmp_path / "pxe").exists()

@@ -6,16 +6,23 @@ file and host would cost ~0.6 s, an in-process render ~1 ms); the rendering itse
 module_utils/render.py, shared with the tests. Every value is quoted for its target format or
 refused (module_utils/quoting.py); when anything is refused nothing is written. Only changed
 files are written; files of hosts that left the inventory are removed.
+
+With `preflight` (the preflight role's checks), the action validates the whole inventory and
+builds the model itself, in the same task: kickstart.yml then hands no site-sized fact from
+task to task. With `hosts` (a --limit run), only those hosts' files are rendered, plus the
+shared dnsmasq configuration and index, and nothing is removed.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
+from ansible_collections.kickstack.core.plugins.action.preflight import check_site, fail_on
 from ansible_collections.kickstack.core.plugins.module_utils.bulk import sync_tree
 from ansible_collections.kickstack.core.plugins.module_utils.render import (
     MANAGED,
@@ -30,16 +37,48 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
+        # Reading a large inventory and rendering make many objects that all stay alive until
+        # the task ends: the cyclic garbage collector would only walk them over and over.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(tmp, task_vars)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self._task.args
-        # The model is read straight from the facts preflight left: templating a 1000-host
-        # structure as a task argument would cost more than rendering every file.
-        model = args.get("model") or task_vars.get("ansible_facts", {}).get("kickstack_model")
+        if args.get("preflight"):
+            model, problems = check_site(task_vars, self._templar, args["preflight"])
+            if problems:
+                return fail_on(result, problems)
+        else:
+            # The model is read straight from the facts preflight left: templating a large
+            # structure as a task argument would cost more than rendering every file.
+            model = args.get("model") or task_vars.get("ansible_facts", {}).get("kickstack_model")
         if not model:
             raise AnsibleError("kickstack.core.pxe_render needs kickstack_model: run the preflight role first")
         dest = os.path.abspath(args["dest"])
         context = dict(args.get("context") or {})
+        # Unset site-wide settings come from the model (the site's own kickstack_* values).
+        site = model["site"]
+        if not context.get("http_base_url"):
+            context["http_base_url"] = f"http://{site.get('pxe_ip')}/kickstack"
+        for name in ("kernel_args", "extra_packages"):
+            if context.get(name) is None:
+                context[name] = site.get(name)
+        only = args.get("hosts")
+        if only is not None:
+            only = list(only)
+            unknown = sorted(set(only) - set(model["hosts"]))
+            if unknown:
+                raise AnsibleError(f"kickstack.core.pxe_render: hosts not in the inventory: {', '.join(unknown[:10])}")
+            if not only:
+                raise AnsibleError("the --limit selects no host of the inventory: nothing to render "
+                                   "(name hosts or groups of the inventory, or drop --limit)")
 
         secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
         root_hash = secrets.get("root_password_hash") or None
@@ -48,7 +87,7 @@ class ActionModule(ActionBase):
             renderer = Renderer(args["template_dir"])
         except TemplateError as exc:
             raise AnsibleError(f"kickstack template error: {exc}") from None
-        rendered = renderer.render(model, context, root_hash)
+        rendered = renderer.render(model, context, root_hash, only=only)
         try:
             if rendered.problems:
                 raise RenderError(rendered.problems)
@@ -57,7 +96,8 @@ class ActionModule(ActionBase):
             raise AnsibleError(str(exc)) from None
         outputs, index = rendered.outputs, rendered.index
 
-        report = sync_tree(dest, outputs, MANAGED, check=self._task.check_mode, diff=self._task.diff)
+        report = sync_tree(dest, outputs, MANAGED, check=self._task.check_mode, diff=self._task.diff,
+                           prune=only is None)
         result["changed"] = bool(report.changed or report.removed)
         result["changed_files"] = report.changed
         result["removed_files"] = report.removed
@@ -65,6 +105,6 @@ class ActionModule(ActionBase):
         result["dest"] = dest
         if self._task.diff and report.diffs:
             result["diff"] = report.diffs
-        result["msg"] = (f"{len(outputs)} files for {len(index) - 1} installed hosts: {len(report.changed)} changed, "
-                         f"{len(report.removed)} removed")
+        scope = f"{len(index) - 1} installed hosts" if only is None else f"{len(only)} of {len(index) - 1} installed hosts"
+        result["msg"] = f"{len(outputs)} files for {scope}: {len(report.changed)} changed, {len(report.removed)} removed"
         return result

@@ -42,12 +42,26 @@ class Report:
     diffs: List[Dict[str, str]] = field(default_factory=list)
 
 
-def _current(path: str):
+def _read(path: str):
+    """The text of the file on disk and its permission bits, or (None, None)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace"), os.stat(path).st_mode & 0o7777
+            return handle.read().decode("utf-8", "replace"), os.fstat(handle.fileno()).st_mode & 0o7777
     except FileNotFoundError:
         return None, None
+
+
+def _same(path: str, data: bytes, mode: int) -> bool:
+    """True when the file on disk holds exactly data with mode: one stat, and a read only when
+    the size and mode already match (the common case of a re-run over a big tree)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if st.st_size != len(data) or st.st_mode & 0o7777 != mode:
+        return False
+    with open(path, "rb") as handle:
+        return handle.read() == data
 
 
 def _may_carry_secret(rel: str, out: Output, mode, secret_globs) -> bool:
@@ -58,18 +72,21 @@ def _may_carry_secret(rel: str, out: Output, mode, secret_globs) -> bool:
 
 
 def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], check: bool,
-              diff: bool, max_diffs: int = 20, secret_globs: Iterable[str] = SECRET_GLOBS) -> Report:
-    """Make dest hold exactly `outputs` among the files matching the `managed` globs."""
+              diff: bool, max_diffs: int = 20, secret_globs: Iterable[str] = SECRET_GLOBS,
+              prune: bool = True) -> Report:
+    """Make dest hold exactly `outputs` among the files matching the `managed` globs
+    (prune=False: write `outputs` and remove nothing, for a run over some hosts only)."""
     report = Report()
     secret_globs = tuple(secret_globs)
     for rel in sorted(outputs):
         out = outputs[rel]
         path = os.path.join(dest, rel)
-        before, mode = _current(path)
-        if before == out.content and mode == out.mode:
+        data = out.content.encode("utf-8")
+        if _same(path, data, out.mode):
             continue
         report.changed.append(rel)
         if diff and len(report.diffs) < max_diffs:
+            before, mode = _read(path)
             if _may_carry_secret(rel, out, mode, secret_globs):
                 report.diffs.append({"before_header": rel, "after_header": rel,
                                      "before": HIDDEN_BEFORE if before is not None else "",
@@ -78,12 +95,15 @@ def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], che
                 report.diffs.append({"before_header": rel, "after_header": rel,
                                      "before": before or "", "after": out.content})
         if not check:
-            _write(path, out)
+            _write(path, data, out.mode)
 
+    if not prune:
+        return report
     patterns = list(managed)
     for root, _dirs, files in os.walk(dest):
+        prefix = "" if root == dest else os.path.relpath(root, dest) + os.sep
         for name in files:
-            rel = os.path.relpath(os.path.join(root, name), dest)
+            rel = prefix + name
             if rel not in outputs and any(fnmatch.fnmatch(rel, pat) for pat in patterns):
                 report.removed.append(rel)
                 if not check:
@@ -92,15 +112,15 @@ def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], che
     return report
 
 
-def _write(path: str, out: Output) -> None:
+def _write(path: str, data: bytes, mode: int) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kickstack-")
     try:
         # mkstemp creates 0600, so a secret never exists with a wider mode, even briefly.
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(out.content)
-        os.chmod(tmp, out.mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -111,8 +111,12 @@ class Renderer:
         self.env = env
         self.templates = {name: env.get_template(name) for name in TEMPLATES}
 
-    def render(self, model: Dict[str, Any], context: Dict[str, Any], root_hash: Optional[str]) -> Rendered:
+    def render(self, model: Dict[str, Any], context: Dict[str, Any], root_hash: Optional[str],
+               only: Optional[Iterable[str]] = None) -> Rendered:
+        """Every file of the site; with `only` (inventory host names), the files of those hosts
+        and the shared ones (dnsmasq configuration, index), which list every host."""
         result = Rendered()
+        selected = None if only is None else set(only)
         site = model["site"]
         common = dict(context)
         common.setdefault("ansible_managed", DEFAULT_MANAGED)
@@ -124,11 +128,19 @@ class Renderer:
         if result.problems:
             return result
 
-        installed = [h for _, h in sorted(model["hosts"].items()) if h.get("profile") in INSTALLED]
+        chosen = sorted(model["hosts"].items())
+        installed = [h for _, h in chosen if h.get("profile") in INSTALLED]
         owner: Dict[str, str] = {}
         rows = []
-        for host in installed:
+        for key, host in chosen:
+            if host.get("profile") not in INSTALLED:
+                continue
             name = str(host.get("name"))
+            if selected is not None and key not in selected:
+                ks_url = self._ks_url(host, name, common, result)
+                if ks_url:
+                    rows.append({"host": host, "ks_url": ks_url})
+                continue
             files, ks_url = self._host_files(host, name, site, common, root_hash, result)
             for rel, out in files.items():
                 if rel in owner:
@@ -157,6 +169,15 @@ class Renderer:
         except Exception as exc:  # noqa: BLE001
             result.problems.append(self._problem(exc, "site", "index.txt"))
         return result
+
+    def _ks_url(self, host, name, common, result) -> str:
+        """The kickstart URL of a host whose files are not rendered this time (for the index)."""
+        try:
+            base = path_component(host.get("name"), "inventory host name", name)
+            return f"{str(common['http_base_url']).rstrip('/')}/ks/{base}.ks"
+        except Exception as exc:  # noqa: BLE001
+            result.problems.append(self._problem(exc, name, f"ks/{name}.ks"))
+            return ""
 
     def _host_files(self, host, name, site, common, root_hash, result) -> Tuple[Dict[str, Output], str]:
         """The host's kickstart and boot entries, or nothing when any of them has a problem."""

@@ -21,6 +21,18 @@ options:
       - The site model set by M(kickstack.core.preflight).
       - Defaults to the fact C(kickstack_model) of the host the task runs on, read without templating.
     type: dict
+  preflight:
+    description:
+      - Options of M(kickstack.core.preflight) (C(platforms), C(required_secrets), C(require_pxe)).
+      - When set, the whole inventory is checked and the model built in this task instead of read
+        from a fact; any problem fails the task before a file is written.
+    type: dict
+  hosts:
+    description:
+      - Render the files of these inventory hosts only, plus the shared dnsmasq configuration and
+        index (which list every host); no file is removed. An empty list is an error.
+    type: list
+    elements: str
   template_dir:
     description: Directory holding C(kickstart/) and C(pxe/) templates.
     type: path
