@@ -41,8 +41,11 @@ class ActionModule(ActionBase):
         dest = os.path.abspath(args["dest"])
         context = dict(args.get("context") or {})
 
-        secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
-        root_hash = secrets.get("root_password_hash") or None
+        # A kickstart carries the root hash only when the site opted in (preflight sets root_login).
+        root_hash = None
+        if model["site"].get("root_login") == "password":
+            secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
+            root_hash = secrets.get("root_password_hash") or None
 
         try:
             renderer = Renderer(args["template_dir"])
