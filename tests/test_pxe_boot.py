@@ -34,7 +34,8 @@ PXE_IP = "10.60.0.5"
 CTL_MAC = "52:54:00:60:00:11"
 CTL_IP = "10.60.0.11"
 UNKNOWN_MAC = "52:54:00:60:00:99"
-KS_URL = f"http://{PXE_IP}/kickstack/ks/ctl01.ks"
+KS_URL_RE = re.compile(rf"http://{re.escape(PXE_IP)}/kickstack/build/([0-9a-f]{{32}})/ctl01\.ks")
+OTHER_IP = "10.60.0.77"  # another address of the lab, on the bridge's namespace
 MIRROR_IN_NODE = "/srv/standin-mirror"
 PACKAGES = ["dnsmasq", "nginx", "pxelinux", "syslinux-common", "grub-efi-amd64-signed", "shim-signed",
             "python3-apt"]  # python3-apt: the package module on Debian
@@ -172,7 +173,7 @@ def test_pxe_boot(tmp_path):
         with timed(times, "converge"):
             r = run_playbook("pxe_server.yml", inv, build, *extra)
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-        assert "http://10.60.0.5/kickstack/ks/ctl01.ks" in (build / "index.txt").read_text()
+        assert "http://10.60.0.5/kickstack/build/@KICKSTACK_TOKEN@/ctl01.ks" in (build / "index.txt").read_text()
         with timed(times, "idempotence"):
             r = run_playbook("pxe_server.yml", inv, build, *extra)
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -182,45 +183,101 @@ def test_pxe_boot(tmp_path):
                 r = run_playbook("pxe_server.yml", inv, build, *extra, "--check", "--diff")
             assert r.returncode == 0 and changed_count(r.stdout) == (0, 0), r.stdout[-4000:]
 
-        # Published: kickstarts readable by the web server's group only; the services run.
-        st = node_sh(state, "stat", "-c", "'%a %U %G'", "/srv/kickstack/pxe/ks/ctl01.ks").stdout.split()
-        assert st == ["640", "root", "www-data"], st
-        assert node_sh(state, "systemctl", "is-active", "dnsmasq", "nginx").stdout.split() == ["active", "active"]
+        # Nothing of the site in the TFTP root but boot entries; state and kickstarts root only.
+        assert node_sh(state, "ls", "/srv/kickstack/pxe/index.txt", "/srv/kickstack/pxe/ks").returncode != 0
+        st = node_sh(state, "stat", "-c", "'%a %U'", "/var/lib/kickstack/build/ks/ctl01.ks",
+                     "/var/lib/kickstack/build/hosts/ctl01.json").stdout.split()
+        assert st == ["600", "root", "600", "root"], st
+        assert node_sh(state, "systemctl", "is-active", "dnsmasq", "nginx", "kickstack-build.socket"
+                       ).stdout.split() == ["active"] * 3
+        listen = node_sh(state, "grep", "-h", "listen", "/etc/nginx/conf.d/kickstack.conf").stdout
+        assert listen.split() == ["listen", f"{PXE_IP}:80;"], listen
+        status = node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout
+        assert re.search(r"^ctl01\s+build\s", status, re.M), status
+        token1 = build_token(state)
+        assert token1 not in r.stdout + status
+        run(["ip", "-n", br_ns, "addr", "add", f"{OTHER_IP}/24", "dev", "br0"], check=True)
+        ks = f"http://{PXE_IP}/kickstack/build/{{}}/ctl01.ks"
+        # A valid token from another address: 403; a wrong token: 404.
+        assert http_code(br_ns, ks.format(token1)) == "403"
+        assert http_code(br_ns, ks.format("0" * 32)) == "404"
 
         since = journal_now()
         workdir = tmp_path / "clients"
         workdir.mkdir()
 
-        # BIOS: SeaBIOS + iPXE -> pxelinux -> kernel + initrd -> kickstart over HTTP.
+        # BIOS: SeaBIOS + iPXE -> pxelinux -> kernel + initrd -> kickstart over HTTP -> built.
         with timed(times, "bios_client"):
             bios = Client("bios", CTL_MAC, "bios", workdir, br_ns)
             clients.append(bios)
             bios.wait(BOOT_TIMEOUT)
             bios.kill()
         log = dnsmasq_log(state, since)
-        check_client(bios.text(), log, "bios")
+        check_client(bios.text(), log, "bios", token1)
         assert re.search(r"sent \S*/pxelinux\.0 to " + re.escape(CTL_IP), log), log[-3000:]
         assert re.search(r"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to " + re.escape(CTL_IP), log), log[-3000:]
+        # Built: token revoked (replay -> 404), kickstart unpublished, entries boot the local disk.
+        assert http_code(br_ns, ks.format(token1)) == "404"
+        assert re.search(r"^ctl01\s+built\s.*built .* from 10\.60\.0\.11$",
+                         node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout, re.M)
+        assert node_sh(state, "ls", "/var/lib/kickstack/build/ks/ctl01.ks").returncode != 0
+        for entry in ("pxelinux.cfg/01-52-54-00-60-00-11", "grub.cfg-01-52-54-00-60-00-11"):
+            text = node_sh(state, "cat", f"/srv/kickstack/pxe/{entry}").stdout
+            assert "local" in text and "vmlinuz" not in text and "inst.ks" not in text, (entry, text)
 
-        # UEFI (OVMF, shim -> GRUB) and, at the same time, an unknown machine (BIOS).
+        # A re-run of pxe_server.yml leaves the built host alone.
+        with timed(times, "rerun_after_built"):
+            r = run_playbook("pxe_server.yml", inv, build, *extra)
+        assert r.returncode == 0 and changed_count(r.stdout) == (0, 0), r.stdout[-4000:]
+
+        # The next boot (and, at the same time, an unknown machine): local disk, no kernel, no kickstart.
         since = journal_now()
-        with timed(times, "uefi_and_unknown_clients"):
-            uefi = Client("uefi", CTL_MAC, "uefi", workdir, br_ns)
-            clients.append(uefi)
+        with timed(times, "local_boot_and_unknown_clients"):
+            again = Client("again", CTL_MAC, "bios", workdir, br_ns)
+            clients.append(again)
             unknown = Client("unknown", UNKNOWN_MAC, "bios", workdir, br_ns)
             clients.append(unknown)
-            uefi.wait(BOOT_TIMEOUT)
+            entry_sent = rf"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to {re.escape(CTL_IP)}"
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            while time.monotonic() < deadline and not re.search(entry_sent, dnsmasq_log(state, since)):
+                time.sleep(5)
+            time.sleep(15)  # time enough to fetch a kernel, were it offered one
+            again.kill()
             unknown.kill()
-            uefi.kill()
         log = dnsmasq_log(state, since)
-        check_client(uefi.text(), log, "uefi")
-        for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
-            assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
-
+        assert re.search(entry_sent, log), log[-3000:]
+        assert "vmlinuz" not in log and "initrd" not in log, log[-3000:]
+        assert "ctl01 ks" not in handler_log(state, since)
+        assert "KSTEST" not in again.text()
         # The unknown MAC: seen and ignored, never offered an address; its console stays silent.
         assert re.search(rf"DHCPDISCOVER\(eth0\) {UNKNOWN_MAC} ignored", log), log[-3000:]
         assert not re.search(rf"DHCP(OFFER|ACK)\(eth0\) \S+ {UNKNOWN_MAC}", log), log[-3000:]
         assert "KSTEST" not in unknown.text()
+
+        # Back into build mode (a fresh token), then UEFI (OVMF, shim -> GRUB) installs again.
+        assert node_sh(state, "/usr/local/sbin/kickstack-build", "arm", "ctl01").returncode == 0
+        token2 = build_token(state)
+        assert token2 != token1
+        since = journal_now()
+        with timed(times, "uefi_client"):
+            uefi = Client("uefi", CTL_MAC, "uefi", workdir, br_ns)
+            clients.append(uefi)
+            uefi.wait(BOOT_TIMEOUT)
+            uefi.kill()
+        log = dnsmasq_log(state, since)
+        check_client(uefi.text(), log, "uefi", token2)
+        for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
+            assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
+
+        # Expiry: the same request, with a valid token from another address, is 403 before the
+        # expiry and 404 after it (the token is checked first). (Taking the host's own address on
+        # the bridge instead would race pxe01's ARP cache entry for the client just killed.)
+        assert node_sh(state, "/usr/local/sbin/kickstack-build", "arm", "ctl01", "--ttl", "4").returncode == 0
+        token3 = build_token(state)
+        assert http_code(br_ns, ks.format(token3)) == "403"
+        time.sleep(5)
+        assert http_code(br_ns, ks.format(token3)) == "404"
+        assert re.search(r"^ctl01\s+expired\s", node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout, re.M)
     finally:
         for c in clients:
             c.kill()
@@ -230,7 +287,24 @@ def test_pxe_boot(tmp_path):
         print(f"test_pxe_boot times (s): {times}")
 
 
-def check_client(console, log, firmware):
+def build_token(state_dir):
+    """The host's current token, read from the boot server's state (test only: never printed)."""
+    import json
+    return json.loads(node_sh(state_dir, "cat", "/var/lib/kickstack/build/hosts/ctl01.json").stdout)["token"]
+
+
+def http_code(br_ns, url, source=OTHER_IP):
+    p = subprocess.run(["ip", "netns", "exec", br_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        "--interface", source, "--max-time", "20", url], capture_output=True, text=True, timeout=60)
+    return p.stdout.strip()
+
+
+def handler_log(state_dir, since):
+    return node_sh(state_dir, "journalctl", "-u", "kickstack-build", "--no-pager", "-o", "cat",
+                   "--since", f"'{since}'").stdout
+
+
+def check_client(console, log, firmware, token):
     where = f"{firmware}: console:\n{console[-3000:]}\ndnsmasq:\n{log[-3000:]}"
     # DHCP: the reserved address for ctl01's MAC (firmware and the installer's udhcpc).
     assert re.search(rf"DHCPACK\(eth0\) {re.escape(CTL_IP)} {CTL_MAC} ctl01", log), where
@@ -240,6 +314,9 @@ def check_client(console, log, firmware):
     assert re.search(rf"sent \S*/images/fedora-45/initrd.img to {re.escape(CTL_IP)}", log), where
     # The kernel booted with ctl01's own kickstart URL, and the GET from the client returned it.
     cmdline = re.search(r"KSTEST cmdline: (.*)", console)
-    assert cmdline and f"inst.ks={KS_URL}" in cmdline.group(1).split(), where
+    urls = [a[len("inst.ks="):] for a in cmdline.group(1).split() if a.startswith("inst.ks=")] if cmdline else []
+    assert len(urls) == 1 and KS_URL_RE.fullmatch(urls[0]) and KS_URL_RE.fullmatch(urls[0]).group(1) == token, where
     assert f"BOOTIF=01-{CTL_MAC.replace(':', '-')}" in cmdline.group(1), where
     assert "KSTEST ks-header: # Kickstart for ctl01.lab.kickstack.test: profile controller" in console, where
+    # The stand-in installer's "built" callback was accepted.
+    assert "KSTEST built-status: HTTP/1.1 200 OK" in console, where

@@ -81,8 +81,9 @@ def test_boot_entries_point_at_each_hosts_own_kickstart(lab_render):
     index = (lab_render.build / "index.txt").read_text().splitlines()[1:]
     assert len(index) == 5
     for line in index:
-        host, profile, os_name, mac, ip, url = line.split()
-        assert url.endswith(f"/ks/{host}.ks")
+        host, profile, os_name, mac, ip, netboot, url = line.split()
+        # The boot server puts the host's build token in place of the placeholder.
+        assert url.endswith(f"/build/@KICKSTACK_TOKEN@/{host}.ks") and netboot == "yes"
         name = mac.replace(":", "-")
         grub = (lab_render.build / f"grub.cfg-01-{name}").read_text()
         pxelinux = (lab_render.build / "pxelinux.cfg" / f"01-{name}").read_text()
@@ -110,13 +111,28 @@ def test_kickstarts_follow_the_inventory(lab_render):
     for text in (ctl, cmp, stor):
         assert "selinux --enforcing" in text
         assert re.search(r'^sshkey --username=deploy "ssh-ed25519 ', text, re.M)
-        assert re.search(r"^rootpw --iscrypted \$6\$", text, re.M)
+        # By default root is locked and no kickstart carries the hash (kickstack_root_password_in_kickstart).
+        assert re.search(r"^rootpw --lock$", text, re.M) and "$6$" not in text
+        # The last thing %post does is report "built" under the host's token.
+        assert re.search(r"^KICKSTACK_BUILT_URL='?http://10\.60\.0\.5/kickstack/build/@KICKSTACK_TOKEN@/\w+/built'?$",
+                         text, re.M)
+        assert "%onerror" in text
     assert "--port=3306:tcp" in ctl and "16514:tcp" in cmp and "7788-7799:tcp" in stor
 
 
-def test_kickstarts_with_secrets_are_private(lab_render):
+def test_kickstarts_with_secrets_are_private(lab_render, tmp_path):
     for ks in lab_render.kickstarts():
+        assert stat.S_IMODE(ks.stat().st_mode) == 0o644, ks.name
+    # A site that opts in gets the hash, and its kickstarts are private (and hidden under --diff).
+    opt_in = run_playbook("kickstart.yml", lab_render.inventory, tmp_path / "hash", "--diff",
+                          "-e", '{"kickstack_root_password_in_kickstart": true}')
+    assert opt_in.returncode == 0, opt_in.stdout[-2000:]
+    assert "content hidden: carries a secret" in opt_in.stdout
+    secrets = read_secrets(lab_render.inventory)
+    assert secrets["root_password_hash"] not in opt_in.stdout + opt_in.stderr
+    for ks in (tmp_path / "hash" / "ks").iterdir():
         assert stat.S_IMODE(ks.stat().st_mode) == 0o600, ks.name
+        assert f"rootpw --iscrypted {secrets['root_password_hash']}\n" in ks.read_text()
     for other in (lab_render.build / "pxelinux.cfg").iterdir():
         assert stat.S_IMODE(other.stat().st_mode) == 0o644
 
@@ -128,15 +144,12 @@ def test_no_secret_in_any_output(lab_render, tmp_path):
     diff_run = run_playbook("kickstart.yml", lab_render.inventory, tmp_path / "fresh", "--check", "--diff", "-vvv")
     assert diff_run.returncode == 0
     ansible_output = lab_render.output + diff_run.stdout + diff_run.stderr
-    assert "content hidden: carries a secret" in diff_run.stdout
     files = {p: p.read_text() for p in lab_render.build.rglob("*") if p.is_file()}
     for name, value in secrets.items():
         if name in public:
             continue
         assert value not in ansible_output, f"secret {name} appears in Ansible's output"
         for path, text in files.items():
-            if name == "root_password_hash" and path.suffix == ".ks":
-                continue  # the hash is what rootpw --iscrypted needs; those files are 0600
             assert value not in text, f"secret {name} appears in {path}"
 
 

@@ -80,8 +80,11 @@ class ActionModule(ActionBase):
                 raise AnsibleError("the --limit selects no host of the inventory: nothing to render "
                                    "(name hosts or groups of the inventory, or drop --limit)")
 
-        secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
-        root_hash = secrets.get("root_password_hash") or None
+        # A kickstart carries the root hash only when the site opted in (preflight sets root_login).
+        root_hash = None
+        if model["site"].get("root_login") == "password":
+            secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
+            root_hash = secrets.get("root_password_hash") or None
 
         try:
             renderer = Renderer(args["template_dir"])

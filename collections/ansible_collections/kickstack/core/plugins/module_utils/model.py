@@ -254,6 +254,7 @@ def _check_site(site_vars: Dict[str, Any], platforms: Dict[str, Any], problems: 
         problems.add("site", "kickstack_openstack_venv", f"{venv!r} has a '.' or '..' component: write a plain path")
     resolved["openstack_venv"] = venv
     resolved["chrony_daemon_options"] = list(_get(site_vars, "kickstack_chrony_daemon_options"))
+    resolved["root_password_in_kickstart"] = bool(_get(site_vars, "kickstack_root_password_in_kickstart"))
     resolved["replication_network"] = _get(site_vars, "kickstack_replication_network")
     return resolved
 
@@ -768,5 +769,5 @@ def _check_secrets(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], requi
         if not (isinstance(root_hash, str) and re.fullmatch(
                 r"\$6\$(rounds=\d+\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}", root_hash)):
             problems.add("site", "kickstack_secrets.root_password_hash", "is not a SHA-512 crypt hash ($6$...)")
-        else:
+        elif site.get("root_password_in_kickstart"):
             site["root_login"] = "password"

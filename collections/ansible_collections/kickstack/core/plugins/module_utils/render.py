@@ -30,6 +30,9 @@ from ansible_collections.kickstack.core.plugins.module_utils.quoting import (
 
 INSTALLED = ("controller", "compute", "storage")
 
+# Stands for a host's build token in the rendered files (roles/pxe_server/files/kickstack-build).
+TOKEN_PLACEHOLDER = "@KICKSTACK_TOKEN@"
+
 # Files this renderer owns below dest; anything else there is left alone.
 MANAGED = ("ks/*.ks", "grub.cfg-01-*", "pxelinux.cfg/01-*", "dnsmasq/kickstack.conf", "index.txt")
 
@@ -192,10 +195,13 @@ class Renderer:
             install_url = f"{mirror}/{platform['tree']}"
             repos = [{"name": repo, "baseurl": f"{mirror}/{path}"} for repo, path in sorted(platform["repos"].items())]
             repos += site["extra_repos"]
-            ks_url = f"{str(common['http_base_url']).rstrip('/')}/ks/{base}.ks"
+            # The boot server replaces the placeholder with the host's build token (boot entries when
+            # it publishes them, the kickstart when it serves it): no token is ever rendered here.
+            build_url = f"{str(common['http_base_url']).rstrip('/')}/build/{TOKEN_PLACEHOLDER}/{base}"
+            ks_url = f"{build_url}.ks"
             host_ctx = {
                 **common, "host": host, "platform": platform, "install_url": install_url, "repos": repos,
-                "ks_url": ks_url, "root_password_hash": root_hash,
+                "ks_url": ks_url, "build_url": build_url, "root_password_hash": root_hash,
                 "family": common["families"][platform["family"]],
                 "profile": common["profiles"][host["profile"]],
             }

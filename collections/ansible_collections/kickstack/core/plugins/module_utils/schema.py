@@ -449,6 +449,9 @@ FIELDS: Tuple[Field, ...] = (
     Field("kickstack_chrony_daemon_options", "site", List(item=Str(pattern=r"-[A-Za-z0-9]+|[A-Za-z0-9_.,:=/+-]+",
                                                                    hint="a chronyd option like -x")),
           [], "Extra command-line options of chronyd (e.g. -x in containers)."),
+    Field("kickstack_root_password_in_kickstart", "site", Bool(), False,
+          "Put kickstack_secrets.root_password_hash into the kickstarts (root console login). Default: "
+          "root is locked and no kickstart carries a password hash."),
     Field("kickstack_secrets", "site", Opaque(), _NONE,
           "Generated, vault-encrypted secrets (scripts/kickstack-secrets); values are never shown.", required=True),
     # --- group (per host, usually group_vars) -------------------------------------------
