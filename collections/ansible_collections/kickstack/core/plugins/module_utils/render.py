@@ -88,6 +88,11 @@ class RenderError(Exception):
                          + "\n".join(lines))
 
 
+def build_url(common: Dict[str, Any], base: str) -> str:
+    """The host's URLs on the boot server's build handler, under its token's placeholder."""
+    return f"{str(common['http_base_url']).rstrip('/')}/build/{TOKEN_PLACEHOLDER}/{base}"
+
+
 def mac_dashes(mac: Any) -> str:
     if not isinstance(mac, str):
         raise Unsafe("kickstack_interfaces.mac", f"is {type(mac).__name__} {show(mac)}, not a MAC address")
@@ -177,7 +182,7 @@ class Renderer:
         """The kickstart URL of a host whose files are not rendered this time (for the index)."""
         try:
             base = path_component(host.get("name"), "inventory host name", name)
-            return f"{str(common['http_base_url']).rstrip('/')}/ks/{base}.ks"
+            return f"{build_url(common, base)}.ks"
         except Exception as exc:  # noqa: BLE001
             result.problems.append(self._problem(exc, name, f"ks/{name}.ks"))
             return ""
@@ -197,11 +202,11 @@ class Renderer:
             repos += site["extra_repos"]
             # The boot server replaces the placeholder with the host's build token (boot entries when
             # it publishes them, the kickstart when it serves it): no token is ever rendered here.
-            build_url = f"{str(common['http_base_url']).rstrip('/')}/build/{TOKEN_PLACEHOLDER}/{base}"
-            ks_url = f"{build_url}.ks"
+            host_build_url = build_url(common, base)
+            ks_url = f"{host_build_url}.ks"
             host_ctx = {
                 **common, "host": host, "platform": platform, "install_url": install_url, "repos": repos,
-                "ks_url": ks_url, "build_url": build_url, "root_password_hash": root_hash,
+                "ks_url": ks_url, "build_url": host_build_url, "root_password_hash": root_hash,
                 "family": common["families"][platform["family"]],
                 "profile": common["profiles"][host["profile"]],
             }
