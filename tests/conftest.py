@@ -25,6 +25,15 @@ def tool_env():
     return env
 
 
+def platform_vars_files(role: str, facts: dict) -> list:
+    """The files roles/<role>/tasks/set_vars.yml loads for these facts, in its order (later wins)."""
+    family, dist, major = facts["os_family"], facts["distribution"], facts["distribution_major_version"]
+    names = (f"{family}.yml", f"{family}_{major}.yml", f"{dist}.yml", f"{dist}_{major}.yml")
+    found = [REPO / "roles" / role / "vars" / n for n in names if (REPO / "roles" / role / "vars" / n).is_file()]
+    assert found, f"{role}: no vars file for {facts}"
+    return found
+
+
 def run(cmd, **kwargs):
     kwargs.setdefault("cwd", REPO)
     kwargs.setdefault("env", tool_env())

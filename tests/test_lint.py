@@ -44,3 +44,19 @@ def test_handler_names_are_unique_across_roles():
             for name in [handler.get("name"), *([listen] if isinstance(listen, str) else listen)]:
                 if name is not None:
                     assert seen.setdefault(name, role) == role, f'handler "{name}" is in {seen[name]} and {role}'
+
+
+def test_platform_vars_load_one_way():
+    # Every role with per-platform vars files loads them through the same tasks/set_vars.yml
+    # (family, family_major, distribution, distribution_major; later files override earlier).
+    roles = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
+    platform_roles = [r for r in roles if any(f.name != "main.yml" for f in (r / "vars").glob("*.yml"))]
+    assert platform_roles, "no role has per-platform vars: the check below would prove nothing"
+    reference = (REPO / "roles" / "common" / "tasks" / "set_vars.yml").read_text()
+    for role in platform_roles:
+        set_vars = role / "tasks" / "set_vars.yml"
+        assert set_vars.is_file(), f"{role.name}: per-platform vars but no tasks/set_vars.yml"
+        assert set_vars.read_text() == reference, f"{role.name}/tasks/set_vars.yml differs from common's"
+        assert "include_tasks: set_vars.yml" in (role / "tasks" / "main.yml").read_text(), role.name
+    for tasks in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        assert "first_found" not in tasks.read_text(), f"{tasks}: load platform vars through set_vars.yml"

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 import validators
-from conftest import REPO
+from conftest import REPO, platform_vars_files
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, generate_ansible_template_vars, trust_as_template
@@ -49,15 +49,6 @@ def _load(path):
     return DataLoader().load_from_file(str(path), trusted_as_template=True) or {}
 
 
-def platform_vars_file(role, facts):
-    """The file the role's first_found lookup picks for these facts."""
-    for name in (f"{facts['distribution']}_{facts['distribution_major_version']}.yml",
-                 f"{facts['distribution']}.yml", f"{facts['os_family']}.yml"):
-        if (ROLES / role / "vars" / name).is_file():
-            return ROLES / role / "vars" / name
-    raise AssertionError(f"{role}: no vars file for {facts}")
-
-
 def render(role, template, os_name, params, **extra):
     """Render roles/<role>/templates/<template> as the template module would on a host."""
     facts = dict(FACTS[os_name], hostname=params.get("common_hostname", "ctl01"))
@@ -65,7 +56,8 @@ def render(role, template, os_name, params, **extra):
     variables.update(_load(ROLES / role / "defaults" / "main.yml"))
     if (ROLES / role / "vars" / "main.yml").is_file():
         variables.update(_load(ROLES / role / "vars" / "main.yml"))
-    variables.update(_load(platform_vars_file(role, facts)))
+    for path in platform_vars_files(role, facts):
+        variables.update(_load(path))
     variables.update(params)
     variables.update(extra)
     source = ROLES / role / "templates" / template
@@ -196,7 +188,10 @@ def test_hosts(os_name):
 def test_repos(os_name):
     facts = FACTS[os_name]
     text = render("common", "repos.repo.j2", os_name, PARAMS["common"])
-    repos = _load(platform_vars_file("common", facts)).get("__common_repos", [])
+    layered = {}
+    for path in platform_vars_files("common", facts):
+        layered.update(_load(path))
+    repos = layered.get("__common_repos", [])
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     assert len(parser.sections()) == len(repos)

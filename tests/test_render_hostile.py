@@ -75,8 +75,7 @@ HOSTILE = [
 # Keys that select a branch or a lookup rather than being written: changing them changes what
 # is rendered by design (or fails a lookup), which is not what this test is about.
 SELECTORS = {"profile", "family", "network", "boot_network", "controller", "pxe", "replication_network",
-             "root_login", "os_default", "netboot", "drbd_peer", "replication_ip", "drbd_force_create_md",
-             "prefix", "major", "boot_nic", "disks", "cidr"}
+             "os_default", "netboot", "drbd_peer", "major", "boot_nic", "disks", "cidr"}
 HOSTS = ("ctl01", "stor01")
 
 

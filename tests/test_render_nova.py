@@ -8,12 +8,14 @@ import shutil
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, run
+from conftest import REPO, VENV_BIN, platform_vars_files, run
 
 import validators
 
 ROLES = REPO / "roles"
-PLATFORMS = {"Fedora": "Fedora", "EL": "RedHat", "Debian": "Debian"}
+PLATFORMS = {"Fedora": {"os_family": "RedHat", "distribution": "Fedora", "distribution_major_version": "45"},
+             "EL": {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "10"},
+             "Debian": {"os_family": "Debian", "distribution": "Debian", "distribution_major_version": "12"}}
 SECRETS = {  # realistic shapes: URL-unsafe characters in passwords must be escaped
     "db": "s3cr/et+db@x",
     "rabbit": "r@bbit:pw/1",
@@ -24,7 +26,7 @@ SECRETS = {  # realistic shapes: URL-unsafe characters in passwords must be esca
 def _vars(role, platform):
     data = {}
     for f in (ROLES / role / "defaults" / "main.yml", ROLES / role / "vars" / "main.yml",
-              ROLES / role / "vars" / f"{PLATFORMS[platform]}.yml"):
+              *platform_vars_files(role, PLATFORMS[platform])):
         if f.exists():
             data.update(yaml.safe_load(f.read_text()) or {})
     return data

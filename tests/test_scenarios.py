@@ -20,18 +20,12 @@ from conftest import REPO, VENV_BIN, read_secrets, run, tool_env
 from leaks import describe, find_leaks, mask
 
 SCENARIOS = sorted(p.name for p in (REPO / "molecule").iterdir() if (p / "molecule.yml").exists())
-# Scenarios proven end to end on this machine run in CI; the others run on request
-# (KICKSTACK_SCENARIOS=cloud,storage,cluster) until they are.
-PROVEN = {"cloud", "storage", "cluster"}
-REQUESTED = set(filter(None, os.environ.get("KICKSTACK_SCENARIOS", "").split(",")))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="containers and VMs need root")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario, tmp_path):
-    if scenario not in PROVEN | REQUESTED:
-        pytest.skip(f"scenario {scenario} is not yet proven end to end: KICKSTACK_SCENARIOS={scenario} runs it")
     # The scenarios converge with the lab's inventory data, secrets included.
     secrets = run([VENV_BIN / "python", REPO / "scripts" / "kickstack-secrets", REPO / "inventory" / "lab"])
     assert secrets.returncode == 0, secrets.stderr

@@ -2,7 +2,7 @@
 """systemd-nspawn test hosts for kickstack: a "lab" of Debian containers with systemd
 as PID 1, each in its own network namespace, joined by a bridge in a namespace of its
 own. The host reaches the nodes over ssh through a veth pair from the root namespace
-into that bridge (see DESIGN.md §5 "Test hosts").
+into that bridge; no test traffic leaves the host.
 
     python3 tests/harness/nspawn.py up     --spec lab.json
     python3 tests/harness/nspawn.py status --spec lab.json      # or --lab NAME

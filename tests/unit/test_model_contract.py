@@ -46,7 +46,7 @@ def test_model_contract(lab):
     result = build(*lab)
     site = result["site"]
     for key in ("domain", "networks", "boot_network", "timezone", "time_sources", "mirror_url", "extra_repos",
-                "deploy_user", "deploy_ssh_keys", "language", "keyboard", "root_login", "controller", "pxe"):
+                "deploy_user", "deploy_ssh_keys", "language", "keyboard", "controller", "pxe"):
         assert key in site, key
     assert site["mgmt_cidr"] == "10.60.0.0/24"
     assert (site["controller"], site["controller_ip"], site["controller_hostname"], site["controller_fqdn"]) == \
@@ -64,7 +64,9 @@ def test_model_contract(lab):
     assert cmp01["mgmt_ip"] == "10.60.0.21"
     assert "drbd" not in cmp01
     stor02 = result["hosts"]["stor02"]
-    assert stor02["replication_ip"] == "10.60.1.32" and stor02["peer"] == "stor01"
+    assert stor02["peer"] == "stor01"
+    # Internal working keys never reach the model.
+    assert not [k for h in result["hosts"].values() for k in h if k.startswith("_")]
     assert stor02["drbd"] == {
         "resource": "r0", "device": "/dev/drbd0", "port": 7789, "version": "", "dual_primary": True,
         "fencing": "resource-and-stonith", "allow_dual_primary_without_fencing": False,

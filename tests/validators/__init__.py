@@ -5,8 +5,7 @@ human-readable problems: an empty list means the consumer accepted the file.
 A validator never passes when it could not check: a missing tool, a tool that
 crashed or timed out, or a check that needs root run without it are problems
 too. The Debian packages behind these tools are installed by
-``scripts/install-validators``; see DESIGN.md section 5 for what each one
-does and does not catch.
+``scripts/install-validators``; each function's docstring says what its tool checks.
 """
 
 from __future__ import annotations
@@ -756,7 +755,8 @@ def corosync(path, local_ip):
 
 
 def cluster_conf(path, schema):
-    """cluster.conf: `xmllint --noout --relaxng schema path` (the schema is ours, see DESIGN.md §5)."""
+    """cluster.conf: `xmllint --noout --relaxng schema path` (no upstream schema exists, so the RELAX NG schema
+    is ours and covers the subset kickstack writes)."""
     res = _run(["xmllint", "--noout", "--relaxng", str(schema), str(path)])
     if isinstance(res, str):
         return [res]

@@ -140,7 +140,7 @@ def _check_networks(site_vars: Dict[str, Any], problems: Problems) -> Dict[str, 
             problems.add("site", f"{field}.cidr", f"{spec['cidr']!r} is not a network address: {exc}: "
                                                   "write the network's first address, e.g. 10.60.0.0/24")
             continue
-        entry = {"name": name, "cidr": str(net), "net": net, "prefix": net.prefixlen,
+        entry = {"name": name, "cidr": str(net), "net": net,
                  "netmask": str(net.netmask), "gateway": None, "dns": list(spec.get("dns", [])),
                  "mtu": spec.get("mtu")}
         gateway = spec.get("gateway")
@@ -285,13 +285,13 @@ def _interfaces(name: str, hv: Dict[str, Any], site: Dict[str, Any], problems: P
         if net is not None:
             if ip not in net["net"]:
                 problems.add(name, f"{field}.ip", f"{ip} is outside network {network} ({net['cidr']})")
-            elif net["prefix"] < 31 and ip in (net["net"].network_address, net["net"].broadcast_address):
+            elif net["net"].prefixlen < 31 and ip in (net["net"].network_address, net["net"].broadcast_address):
                 problems.add(name, f"{field}.ip", f"{ip} is the network or broadcast address of {net['cidr']}")
             elif net["gateway"] and str(ip) == net["gateway"]:
                 problems.add(name, f"{field}.ip", f"{ip} is the gateway of network {network}")
         result.append({
             "network": network, "mac": mac, "ip": str(ip),
-            "prefix": net["prefix"] if net else None, "netmask": net["netmask"] if net else None,
+            "netmask": net["netmask"] if net else None,
             "gateway": net["gateway"] if net else None, "dns": net["dns"] if net else [],
             "mtu": net["mtu"] if net else None,
         })
@@ -389,7 +389,7 @@ def _check_storage(name: str, hv: Dict[str, Any], host: Dict[str, Any], problems
             problems.add(name, "kickstack_drbd_force_create_md",
                          f"{disk} is not this host's DRBD backing device ({drbd_disk})")
         plain.append(bare)
-    host["drbd_force_create_md"] = plain
+    host["_drbd_force_create_md"] = plain
     peer = hv.get("kickstack_drbd_peer")
     if peer is None:
         problems.add(name, "kickstack_drbd_peer", "storage nodes come in pairs: name this node's DRBD peer")
@@ -535,7 +535,8 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
 
     site.pop("_networks_known", None)
     for host in model_hosts.values():
-        host.pop("_storage_vars", None)
+        for key in ("_storage_vars", "_replication_ip", "_drbd_force_create_md"):
+            host.pop(key, None)
     for net in site["networks"].values():
         net.pop("net", None)
     return {"problems": problems.items, "site": site, "hosts": model_hosts}
@@ -667,14 +668,14 @@ def _check_replication(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], p
     for name in storage:
         host = hosts[name]
         nic = next((n for n in host["interfaces"] if n["network"] == net_name), None)
-        host["replication_ip"] = nic["ip"] if nic else None
+        host["_replication_ip"] = nic["ip"] if nic else None
         if nic is None and host["interfaces"]:
             problems.add(name, "kickstack_interfaces",
                          f"no interface on the replication network {net_name!r} ({net['cidr']}): DRBD needs one")
     for name in storage:
         peer = hosts[name].get("drbd_peer")
         if _is_str(peer) and peer in hosts and hosts[peer]["profile"] == "storage":
-            if hosts[name].get("replication_ip") and hosts[peer].get("replication_ip") is None:
+            if hosts[name].get("_replication_ip") and hosts[peer].get("_replication_ip") is None:
                 problems.add(name, "kickstack_drbd_peer",
                              f"peer {peer} has no address on the replication network {net_name!r}")
 
@@ -718,12 +719,12 @@ def _resolve_storage(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], pro
             "dual_primary": mine["kickstack_drbd_dual_primary"], "fencing": mine["kickstack_drbd_fencing"],
             "allow_dual_primary_without_fencing": mine["kickstack_drbd_allow_dual_primary_without_fencing"],
             "initial_sync_source": source,
-            "force_create_md": [f"/dev/{d}" for d in host.get("drbd_force_create_md", [])],
+            "force_create_md": [f"/dev/{d}" for d in host.get("_drbd_force_create_md", [])],
             "link_speed_mbit": mine["kickstack_drbd_link_speed_mbit"],
             "disk_speed_mbyte": mine["kickstack_drbd_disk_speed_mbyte"],
             "disk": f"/dev/{host['drbd_disk']}" if host.get("drbd_disk") else None,
             "meta_disk": meta,
-            "nodes": [{"name": n["hostname"], "address": n.get("replication_ip"),
+            "nodes": [{"name": n["hostname"], "address": n.get("_replication_ip"),
                        "disk": f"/dev/{n['drbd_disk']}" if n.get("drbd_disk") else None,
                        "meta_disk": n.get("_storage_vars", {}).get("kickstack_drbd_meta_disk", "internal"),
                        "node_id": i} for i, n in enumerate(nodes)],
@@ -731,7 +732,7 @@ def _resolve_storage(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], pro
         host["cluster"] = {
             "stack": mine["kickstack_cluster_stack"], "name": mine["kickstack_cluster_name"],
             "clvm_mode": mine["kickstack_clvm_mode"],
-            "nodes": [{"name": n["hostname"], "nodeid": i + 1, "addr": n.get("replication_ip")}
+            "nodes": [{"name": n["hostname"], "nodeid": i + 1, "addr": n.get("_replication_ip")}
                       for i, n in enumerate(nodes)],
             "fence_device_names": [d["name"] for d in host.get("_fence_devices", []) if d["host"] in pair],
             "allow_no_fencing": mine["kickstack_cluster_allow_no_fencing"],
@@ -747,7 +748,6 @@ def _resolve_storage(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], pro
 
 def _check_secrets(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], required: Dict[str, List[str]],
                    secrets: Any, problems: Problems) -> None:
-    site["root_login"] = "locked"
     if secrets is None:
         problems.add("site", "kickstack_secrets",
                      "missing: generate the site's secrets with `make secrets` (or define them in Vault)")
