@@ -107,6 +107,19 @@ def check_site(task_vars, templar, args):
     return model, model.pop("problems")
 
 
+def without_gc(func, *args):
+    """Call func with the cyclic garbage collector off: reading a large inventory and rendering
+    make many objects that all stay alive until the task ends, which it would only walk over
+    and over."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return func(*args)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def fail_on(result, problems):
     """Fill result as a failure listing every problem; nothing was touched."""
     result["failed"] = True
@@ -121,15 +134,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        # Reading a large inventory and rendering make many objects that all stay alive until
-        # the task ends: the cyclic garbage collector would only walk them over and over.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._run(tmp, task_vars)
-        finally:
-            if enabled:
-                gc.enable()
+        return without_gc(self._run, tmp, task_vars)
 
     def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

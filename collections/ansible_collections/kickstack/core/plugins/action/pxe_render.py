@@ -15,14 +15,13 @@ shared dnsmasq configuration and index, and nothing is removed.
 
 from __future__ import annotations
 
-import gc
 import os
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
-from ansible_collections.kickstack.core.plugins.action.preflight import check_site, fail_on
+from ansible_collections.kickstack.core.plugins.action.preflight import check_site, fail_on, without_gc
 from ansible_collections.kickstack.core.plugins.module_utils.bulk import sync_tree
 from ansible_collections.kickstack.core.plugins.module_utils.render import (
     MANAGED,
@@ -37,15 +36,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        # Reading a large inventory and rendering make many objects that all stay alive until
-        # the task ends: the cyclic garbage collector would only walk them over and over.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._run(tmp, task_vars)
-        finally:
-            if enabled:
-                gc.enable()
+        return without_gc(self._run, tmp, task_vars)
 
     def _run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
