@@ -33,6 +33,48 @@ def test_every_role_declares_its_arguments():
         assert (role / "README.md").exists(), f"{role.name} has no README.md"
 
 
+def _role_options(role):
+    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = {}
+    for entry_point in spec.values():
+        options.update(entry_point.get("options") or {})
+    return options
+
+
+def role_argument_problems(role):
+    """What breaks "required means required" in one role: every option either has a default in
+    defaults/main.yml or is required (no placeholder default that would keep `required` from
+    ever firing), defaults hold no undeclared option, and a default stated in the spec is the
+    one in defaults/main.yml."""
+    options = _role_options(role)
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text()) or {}
+    required = {name for name, opt in options.items() if opt.get("required")}
+    problems = [f"{role.name}: {name} is required but has a default in defaults/main.yml"
+                for name in sorted(required & set(defaults))]
+    problems += [f"{role.name}: {name} is neither required nor given a default"
+                 for name in sorted(set(options) - required - set(defaults))]
+    problems += [f"{role.name}: {name} is in defaults/main.yml but not in the argument spec"
+                 for name in sorted(set(defaults) - set(options))]
+    problems += [f"{role.name}: {name}: the spec's default {opt['default']!r} is not defaults/main.yml's "
+                 f"{defaults.get(name)!r}"
+                 for name, opt in sorted(options.items()) if "default" in opt and opt["default"] != defaults.get(name)]
+    return problems
+
+
+def test_required_means_required(tmp_path):
+    roles = sorted(p for p in (REPO / "roles").iterdir() if p.is_dir())
+    problems = [problem for role in roles for problem in role_argument_problems(role)]
+    assert not problems, "\n".join(problems)
+    # The check can fail: a placeholder default for a required option is reported.
+    fake = tmp_path / "fake"
+    (fake / "meta").mkdir(parents=True)
+    (fake / "defaults").mkdir()
+    (fake / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n      fake_host: {type: str, required: true}\n")
+    (fake / "defaults" / "main.yml").write_text('fake_host: ""\n')
+    assert role_argument_problems(fake) == ["fake: fake_host is required but has a default in defaults/main.yml"]
+
+
 def test_handler_names_are_unique_across_roles():
     # Handlers share one namespace per play: two roles defining "Reload systemd" means only
     # one of them runs, at a time the other role did not plan for.
