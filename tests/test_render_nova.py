@@ -3,6 +3,7 @@ configuration files, rendered by the roles' own templates with the `template` mo
 per-platform vars (Fedora, EL, Debian), then checked by the real consumers
 (tests/validators): nova's option data with types, Augeas lenses, the real libvirtd."""
 
+import configparser
 import json
 import shutil
 
@@ -179,3 +180,33 @@ def test_rootwrap_and_sudoers_render(tmp_path, platform):
     conf.read(out["rootwrap.conf.j2"])
     assert conf["DEFAULT"]["filters_path"] == "/etc/nova/rootwrap.d"
     assert conf["DEFAULT"]["exec_dirs"].split(",")[0] == "/opt/kickstack/openstack/bin"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_uwsgi_apps_render_units_systemd_accepts(tmp_path):
+    # nova-api and placement-api go through the shared uwsgi_app templates (keystone too):
+    # systemd checks each unit, and the ini holds the socket on the management address.
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "uwsgi").write_text("#!/bin/sh\n")
+    (venv / "bin" / "uwsgi").chmod(0o755)
+    apis = yaml.safe_load((ROLES / "nova_controller" / "vars" / "main.yml").read_text())["__nova_controller_uwsgi"]
+    shared = "../../uwsgi_app/templates/"
+    jobs = []
+    for api in apis:
+        extra = {**CONTROLLER, "item": api["app"], "uwsgi_app_venv": str(venv), "uwsgi_app_user": "nova",
+                 "uwsgi_app_group": "nova", "uwsgi_app_processes": 2}
+        name = api["app"]["name"]
+        jobs.append(("nova_controller", "Debian", shared + "uwsgi.service.j2", f"{name}.service", extra))
+        jobs.append(("nova_controller", "Debian", shared + "uwsgi.ini.j2", f"{name}.ini", extra))
+    out = render(tmp_path, jobs)
+    ports = {"nova-api": 8774, "placement-api": 8778}
+    for name, port in ports.items():
+        unit = out[f"{name}.service"]
+        result = run(["systemd-analyze", "verify", unit])
+        assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        assert f"ExecStart={venv}/bin/uwsgi --ini /etc/" in unit.read_text()
+        ini = configparser.ConfigParser(interpolation=None, strict=False)
+        ini.read_string(out[f"{name}.ini"].read_text())
+        assert ini["uwsgi"]["http-socket"] == f"10.60.0.11:{port}"
+        assert ini["uwsgi"]["die-on-term"] == "true" and ini["uwsgi"]["processes"] == "2"

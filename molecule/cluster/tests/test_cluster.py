@@ -186,27 +186,71 @@ def test_rerun_corrects_drifted_stonith_parameters(host):
     assert host.run("ls -d /tmp/ansible.*kickstack-cib 2>/dev/null").stdout.strip() == ""
 
 
-def test_power_loss_is_fenced_survivor_keeps_quorum_and_lv(host):
+def _boot_id(node):
+    return node.check_output("cat /proc/sys/kernel/random/boot_id").strip()
+
+
+def _timeline(nodes, since):
+    """Everything the fence race left, per reachable node since `since` (epoch seconds): the
+    fencer, corosync, DRBD and dlm kernel lines, the fence history; and the BMC's calls."""
+    out = []
+    for node in nodes:
+        name = node.backend.get_hostname()
+        try:
+            res = node.run(
+                f"journalctl --no-pager -o short-precise --since @{since} -u corosync -u pacemaker -u drbd "
+                f"| grep -E 'fenced|KNET|TOTEM|QUORUM|drbd|Peer|fence' | tail -n 120; "
+                f"journalctl --no-pager -o short-precise --since @{since} -k | grep -Ei 'drbd|dlm' | tail -n 80; "
+                "stonith_admin --history '*' 2>&1 | tail -n 20; cat /proc/drbd")
+            out.append(f"==== {name} (boot {_boot_id(node)})\n{res.stdout}{res.stderr}")
+        except Exception as exc:  # noqa: BLE001 - an unreachable node is part of the picture
+            out.append(f"==== {name}: unreachable ({exc})")
+    out.append("==== BMC calls (last 40)\n" + "\n".join(_bmc_log().splitlines()[-40:]))
+    serial = _state_dir() / "stor02" / "serial.log"
+    if serial.exists():
+        out.append("==== stor02 serial (tail)\n" + "\n".join(serial.read_text(errors="replace").splitlines()[-40:]))
+    text = "\n".join(out)
+    (_state_dir() / "link-cut.log").write_text(text)
+    if os.environ.get("KICKSTACK_DIAG_DIR"):
+        (Path(os.environ["KICKSTACK_DIAG_DIR"]) / "link-cut.log").write_text(text)
+    return text
+
+
+def test_link_cut_fences_exactly_one_node_survivor_keeps_quorum_and_lv(host):
     if host.backend.get_hostname() != "stor01":
         pytest.skip("run once, from stor01 (the survivor)")
     peer = _peer_host("stor02")
     bmc_before = len(_bmc_log().splitlines())
+    boot_before = _boot_id(host)
     host.run_expect([0], "dd if=/dev/urandom of=/root/before bs=64k count=16 status=none")
     host.run_expect([0], f"dd if=/root/before of=/dev/{VG}/{LV} bs=64k oflag=direct status=none")
+    since = int(host.check_output("date +%s")) - 5
 
-    # stor02 hangs (vCPUs frozen; its BMC still says On): to its peer it is gone.
-    _vm_power("stor02", "freeze")
+    # The replication link (corosync and DRBD both use it) is cut at both ends while both
+    # nodes run: each loses the other and both race to fence. The device that fences stor01
+    # waits (pcmk_delay_base), so stor01 shoots first and stor02 never gets to.
+    _vm_link("stor01", "down")
+    _vm_link("stor02", "down")
 
     def fenced():
         out = host.run("stonith_admin --history stor02").stdout
         return bool(re.search(r"(reboot|off) of stor02 successful", out)), out
 
-    _wait(fenced, timeout=300, hosts=(host,))
-    # stor01 fenced it through fence_redfish: the BMC got a power-off for stor02 from stor01.
+    try:
+        _wait(fenced, timeout=300, hosts=(host,))
+    finally:
+        # The cable goes back in whatever happened, so a failure leaves a pair that can heal.
+        _vm_link("stor01", "up")
+        _vm_link("stor02", "up")
+    # Exactly one node was fenced: the BMC got a power-off for stor02 from stor01 and no
+    # power action at all for stor01, which kept running (same boot).
     calls = [json.loads(line) for line in _bmc_log().splitlines()[bmc_before:]]
-    resets = [c.get("reset_type") for c in calls
-              if c.get("system") == "stor02" and c.get("client") == "stor01 (guest)" and c.get("method") == "POST"]
-    assert "ForceOff" in resets, calls
+    posts = [(c.get("system"), c.get("client"), c.get("reset_type")) for c in calls if c.get("method") == "POST"]
+    assert ("stor02", "stor01 (guest)", "ForceOff") in posts, calls
+    assert not [p for p in posts if p[0] == "stor01"], posts
+    assert _boot_id(host) == boot_before, "stor01 was rebooted: both nodes were fenced"
+    history = host.run("stonith_admin --history stor01").stdout
+    assert not re.search(r"of stor01 successful", history), history
 
     out = host.check_output("corosync-quorumtool -s")
     assert re.search(r"Quorate:\s+Yes", out), f"survivor lost quorum: {out}"
@@ -224,16 +268,26 @@ def test_power_loss_is_fenced_survivor_keeps_quorum_and_lv(host):
     # someone looks at it); a pacemaker reboot would have powered it on already. The operator
     # powers it on: it boots, rejoins, resyncs from stor01 and pacemaker activates its LV
     # again; it reads what stor01 wrote while it was away.
-    if _vm_power("stor02", "status") == "off":
-        _vm_power("stor02", "on")
+    power_ons = []
 
     def rejoined():
+        # The operator's part: a node the BMC reports off is powered on (each time it is found
+        # off, so a second fence shows up below rather than as a silent timeout).
+        if _vm_power("stor02", "status") == "off":
+            power_ons.append(_vm_power("stor02", "on"))
         mon = host.run("crm_mon -1 -r").stdout
         ok = re.search(r"Online: \[ stor01 stor02 \]", mon) and re.search(
             rf"{VG}-{LV}-clone \[{VG}-{LV}\]:\s*\n\s*\* Started: \[ stor01 stor02 \]", mon)
-        return bool(ok), mon
+        return bool(ok), f"{mon}\npower-ons so far: {len(power_ons)}"
 
-    _wait(rejoined, timeout=600, step=10, hosts=(host, peer))
+    try:
+        _wait(rejoined, timeout=600, step=10, hosts=(host, peer))
+    except BaseException:
+        print(_timeline((host, peer), since))
+        raise
+    timeline = _timeline((host, peer), since)
+    # One fence, one power-on: a node that had come back is not shot a second time.
+    assert len(power_ons) <= 1, f"stor02 was found off {len(power_ons)} times:\n{timeline}"
 
     def synced():
         res = peer.run(f"drbdadm cstate {RES}; drbdadm dstate {RES}; drbdadm role {RES}")
