@@ -39,11 +39,11 @@ def test_keystone_conf_is_valid(rendered, platform):
 
 def test_broken_keystone_conf_is_caught(tmp_path):
     out = render(tmp_path, [
-        _job("Fedora", "bad-type.conf", keystone_extra_config={
+        _job("Fedora", "bad-type.conf", keystone_keystone_conf_overrides={
             "token": {"expiration": "an hour", "provider": "jwt"}, "DEFAULT": {"debug": "maybe"}}),
-        _job("Fedora", "bad-name.conf", keystone_extra_config={"token": {"expirations": 60}}),
-        _job("Fedora", "bad-group.conf", keystone_extra_config={"keystone_authtoken": {"auth_url": "x"}}),
-        _job("Fedora", "no-repo.conf", keystone_extra_config={"fernet_tokens": {"key_repository": None}}),
+        _job("Fedora", "bad-name.conf", keystone_keystone_conf_overrides={"token": {"expirations": 60}}),
+        _job("Fedora", "bad-group.conf", keystone_keystone_conf_overrides={"keystone_authtoken": {"auth_url": "x"}}),
+        _job("Fedora", "no-repo.conf", keystone_keystone_conf_overrides={"fernet_tokens": {"key_repository": None}}),
     ])
     problems = validators.keystone_conf(out["bad-type.conf"])
     assert any("expiration = an hour" in p for p in problems), problems

@@ -122,11 +122,11 @@ def test_placement_conf_renders(tmp_path, platform):
 def test_broken_nova_conf_is_caught(tmp_path):
     out = render(tmp_path, [
         ("nova_compute", "Fedora", "nova.conf.j2", "bad-type.conf",
-         {**COMPUTE, "nova_compute_extra_config": {"libvirt": {"virt_type": "xen"}, "DEFAULT": {"debug": "maybe"}}}),
+         {**COMPUTE, "nova_compute_nova_conf_overrides": {"libvirt": {"virt_type": "xen"}, "DEFAULT": {"debug": "maybe"}}}),
         ("nova_compute", "Fedora", "nova.conf.j2", "bad-name.conf",
-         {**COMPUTE, "nova_compute_extra_config": {"libvirt": {"virt_typo": "qemu"}}}),
+         {**COMPUTE, "nova_compute_nova_conf_overrides": {"libvirt": {"virt_typo": "qemu"}}}),
         ("nova_compute", "Fedora", "nova.conf.j2", "db-on-compute.conf",
-         {**COMPUTE, "nova_compute_extra_config": {"database": {"connection": "mysql+pymysql://x:y@z/nova"}}}),
+         {**COMPUTE, "nova_compute_nova_conf_overrides": {"database": {"connection": "mysql+pymysql://x:y@z/nova"}}}),
     ])
     problems = validators.nova_conf(out["bad-type.conf"], service="compute")
     assert any("virt_type = xen" in p for p in problems), problems
