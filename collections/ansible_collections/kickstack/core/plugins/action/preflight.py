@@ -9,8 +9,13 @@ with every problem listed (host and field named) or returns the resolved model a
 from __future__ import annotations
 
 import gc
+import re
+
+from ansible import constants as C
 from ansible.errors import AnsibleError
+from ansible.inventory.helpers import get_group_vars, sort_groups
 from ansible.plugins.action import ActionBase
+from ansible.vars.plugins import get_vars_from_inventory_sources, get_vars_from_path
 
 from ansible_collections.kickstack.core.plugins.module_utils.model import (
     HOST_KEYS,
@@ -53,6 +58,119 @@ def _plain(value, seen):
     return plain
 
 
+class _RawHostVars:
+    """Each host's variables before templating, as ``hostvars[host]`` holds them, for the keys
+    preflight reads, built from the inventory's layers instead of one full variable build per
+    host. The group part (the 'all' group and the host's groups, inventory and vars-plugin
+    sources, in Ansible's configured precedence) is built once per distinct set of groups and
+    shared by every host with that set; host variables and extra vars are looked up on top,
+    key by key, as Ansible's "replace" hash behaviour combines them.
+
+    ``layers(name)`` returns None wherever this shortcut could differ from Ansible's own build
+    (merge hash behaviour, facts or set_fact variables for the host, an unknown precedence
+    entry): the caller then reads ``hostvars[name]``.
+    """
+
+    _STAGES = ("all_inventory", "all_plugins_inventory", "all_plugins_play",
+               "groups_inventory", "groups_plugins_inventory", "groups_plugins_play")
+
+    def __init__(self, hostvars):
+        self._vm = getattr(hostvars, "_variable_manager", None)
+        self._inventory = getattr(hostvars, "_inventory", None)
+        self._loader = getattr(hostvars, "_loader", None)
+        self._groups = {}
+        self.usable = (
+            self._vm is not None and self._inventory is not None and self._loader is not None
+            and C.DEFAULT_HASH_BEHAVIOUR == "replace"
+            and all(entry in self._STAGES for entry in C.VARIABLE_PRECEDENCE))
+        if self.usable:
+            self._basedirs = [self._loader.get_basedir()] if getattr(self._vm, "safe_basedir", False) else []
+            self._extra = self._vm.extra_vars
+
+    def _plugins_inventory(self, entities):
+        return get_vars_from_inventory_sources(self._loader, self._inventory._sources, entities, "task")
+
+    def _plugins_play(self, entities):
+        data = {}
+        for path in self._basedirs:
+            data |= get_vars_from_path(self._loader, path, entities, "task")
+        return data
+
+    def _group_part(self, groups):
+        key = tuple(group.name for group in groups)
+        data = self._groups.get(key)
+        if data is None:
+            all_group = self._inventory.groups["all"]
+            stages = {
+                "all_inventory": lambda: all_group.get_vars(),
+                "all_plugins_inventory": lambda: self._plugins_inventory([all_group]),
+                "all_plugins_play": lambda: self._plugins_play([all_group]),
+                "groups_inventory": lambda: get_group_vars(groups),
+                "groups_plugins_inventory": lambda: self._plugins_inventory(groups),
+                "groups_plugins_play": lambda: self._plugins_play(groups),
+            }
+            data = {}
+            for entry in C.VARIABLE_PRECEDENCE:
+                data |= stages[entry]()
+            self._groups[key] = data
+        return data
+
+    def layers(self, name):
+        """(layers highest first, group_names) for the host, or None (see the class)."""
+        if not self.usable:
+            return None
+        host = self._inventory.get_host(name)
+        if host is None or self._vm._vars_cache.get(name) or self._vm._nonpersistent_fact_cache.get(name):
+            return None
+        try:
+            if self._vm._fact_cache.get(name):
+                return None
+        except KeyError:
+            pass
+        groups = sort_groups([group for group in host.get_groups() if group.name != "all"])
+        layers = (self._extra, self._plugins_play([host]), self._plugins_inventory([host]), host.get_vars(),
+                  self._group_part(groups))
+        return layers, sorted(group.name for group in groups)
+
+
+def _lookup(layers, key):
+    for layer in layers:
+        if key in layer:
+            return True, layer[key]
+    return False, None
+
+
+_SECRET_REF = re.compile(r"\{\{\s*kickstack_secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_UNRESOLVED = object()
+
+
+def _resolve_secret_refs(value, secrets):
+    """value with every string that is exactly a secret reference ("{{ kickstack_secrets.NAME }}",
+    the inventory's documented form) replaced by that secret, or _UNRESOLVED when any other
+    Jinja is in it (the caller then templates it the slow, general way). What the templar would
+    give, for the one shape of template that fills a host's fence passwords."""
+    if isinstance(value, str):
+        if not any(mark in value for mark in _TEMPLATE_MARKS):
+            return value
+        match = _SECRET_REF.fullmatch(value)
+        if match and isinstance(secrets, dict) and isinstance(secrets.get(match.group(1)), str):
+            return secrets[match.group(1)]
+        return _UNRESOLVED
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or any(mark in key for mark in _TEMPLATE_MARKS):
+                return _UNRESOLVED
+            out[key] = _resolve_secret_refs(item, secrets)
+            if out[key] is _UNRESOLVED:
+                return _UNRESOLVED
+        return out
+    if isinstance(value, (list, tuple)):
+        out = [_resolve_secret_refs(item, secrets) for item in value]
+        return _UNRESOLVED if any(item is _UNRESOLVED for item in out) else out
+    return value
+
+
 def check_site(task_vars, templar, args):
     """Read every host's kickstack_* variables once and build the model: (model, problems).
 
@@ -75,33 +193,56 @@ def check_site(task_vars, templar, args):
         if value is not None:
             site_vars[key] = value
 
+    secrets = _read(site_get, "kickstack_secrets")
+    site_secrets_raw = task_vars.get("kickstack_secrets")
     hostvars = task_vars["hostvars"]
+    reader = _RawHostVars(hostvars)
     hosts = {}
     seen = {}
     for name in task_vars["groups"]["all"]:
-        hv = hostvars[name]
         # The host's variables before templating: plain data is taken as it is, and only
-        # values with Jinja in them are templated (per key, in the host's context).
-        raw = getattr(hv, "_vars", None)
+        # values with Jinja in them are templated (per key, in the host's context, through
+        # hostvars, which then builds that host's variables in full).
+        found = reader.layers(name)
+        if found is None:
+            hv = hostvars[name]
+            raw = getattr(hv, "_vars", None)
+            layers, group_names = ((raw,) if raw is not None else None), None
+        else:
+            hv, (layers, group_names) = None, found
         hosts[name] = {}
+        # Secret references resolve without the templar when this host sees the site's own
+        # kickstack_secrets (the same object, not one overridden for it).
+        shortcut_secrets = (found is not None and site_secrets_raw is not None
+                            and _lookup(layers, "kickstack_secrets")[1] is site_secrets_raw)
         for key in HOST_KEYS:
-            if raw is not None:
-                if key not in raw:
+            if layers is not None:
+                present, value = _lookup(layers, key)
+                if not present:
                     continue
-                if _plain(raw[key], seen):
-                    if raw[key] is not None:
-                        hosts[name][key] = raw[key]
+                if _plain(value, seen):
+                    if value is not None:
+                        hosts[name][key] = value
                     continue
+                if shortcut_secrets:
+                    resolved = _resolve_secret_refs(value, secrets)
+                    if resolved is not _UNRESOLVED:
+                        if resolved is not None:
+                            hosts[name][key] = resolved
+                        continue
+            if hv is None:
+                hv = hostvars[name]
             value = _read(hv.__getitem__, key)
             if value is not None:
                 hosts[name][key] = value
-        groups = raw.get("group_names") if raw is not None else None
-        if not (isinstance(groups, list) and _plain(groups, seen)):
-            groups = _read(hv.__getitem__, "group_names")
-        if isinstance(groups, list):
-            hosts[name]["group_names"] = groups
+        if group_names is None:
+            groups = layers[0].get("group_names") if layers is not None else None
+            if not (isinstance(groups, list) and _plain(groups, seen)):
+                groups = _read((hv or hostvars[name]).__getitem__, "group_names")
+            group_names = groups
+        if isinstance(group_names, list):
+            hosts[name]["group_names"] = group_names
 
-    secrets = _read(site_get, "kickstack_secrets")
     model = build_model(site_vars, hosts, platforms, required_secrets, secrets,
                         require_pxe=bool(args.get("require_pxe", True)))
     return model, model.pop("problems")
