@@ -47,8 +47,13 @@ all:
 """
 
 
+_LOADER_READY = []
+
+
 def _hostvars(inventory, extra=None):
-    init_plugin_loader([str(REPO / "collections")])
+    if not _LOADER_READY:  # once per process: a second call only warns
+        init_plugin_loader([str(REPO / "collections")])
+        _LOADER_READY.append(True)
     loader = DataLoader()
     password = subprocess.run([REPO / "scripts" / "vault-password"], capture_output=True, text=True,
                               check=True).stdout.strip().encode()
