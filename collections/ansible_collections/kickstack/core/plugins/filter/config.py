@@ -18,9 +18,9 @@ import re
 from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.kickstack.core.plugins.module_utils.quoting import CONTROL_RE as _CONTROL
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]")
 
 

@@ -74,15 +74,16 @@ if _SafeLoader is not None:
                     if key in seen:
                         msg = (f"Found duplicate mapping key {key!r} in {self.name}, line "
                                f"{key_node.start_mark.line + 1}.")
-                        if C.config.get_config_value("DUPLICATE_YAML_DICT_KEY") == "error":
+                        mode = C.config.get_config_value("DUPLICATE_YAML_DICT_KEY")
+                        if mode == "error":
                             raise AnsibleParserError(msg)
-                        if C.config.get_config_value("DUPLICATE_YAML_DICT_KEY") == "warn":
+                        if mode == "warn":
                             Display().warning(f"{msg} Using last defined value only.")
                     seen.add(key)
             return mapping
 
 
-def _trust_templates(value):
+def _trust_strings(value):
     """value with every string marked trusted for templating (in place for containers), as
     Ansible's loader marks the strings of inventory files (an untrusted string would show as
     unsafe in ansible-inventory's output, and would not be templated)."""
@@ -91,11 +92,11 @@ def _trust_templates(value):
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, (str, dict, list)):
-                value[key] = _trust_templates(item)
+                value[key] = _trust_strings(item)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             if isinstance(item, (str, dict, list)):
-                value[index] = _trust_templates(item)
+                value[index] = _trust_strings(item)
     return value
 
 
@@ -115,7 +116,7 @@ def _load_fast(path):
         return None
     finally:
         loader.dispose()
-    return _trust_templates(data)
+    return _trust_strings(data)
 
 
 class InventoryModule(BuiltinYaml):
