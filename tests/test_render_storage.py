@@ -82,8 +82,10 @@ def test_drbd_resources_pass_drbdadm(renders, site, version, tmp_path):
         assert "after-sb-2pri disconnect;" in text
         assert "on-io-error detach;" in text and "sndbuf-size 0;" in text
         assert "resync-rate 37M;" in text  # 0.3 x min(1000 Mbit/s = 125 MB/s, 200 MB/s)
-        # Pacemaker fences the peer (DRBD is not a pacemaker resource): no crm scripts.
-        assert 'fence-peer "/usr/lib/drbd/stonith_admin-fence-peer.sh";' in text
+        # Pacemaker fences the peer (DRBD is not a pacemaker resource): the role's own handler,
+        # no crm scripts.
+        assert 'fence-peer "/usr/lib/drbd/kickstack-fence-peer.sh";' in text
+        assert (out / host / "usr/lib/drbd/kickstack-fence-peer.sh").exists()
         assert "crm-" not in text and "unfence-peer" not in text and "after-resync-target" not in text
         net = re.search(r"net \{(.*?)\}", text, re.S).group(1)
         disk = re.search(r"disk \{(.*?)\}", text, re.S).group(1)
@@ -96,6 +98,76 @@ def test_drbd_resources_pass_drbdadm(renders, site, version, tmp_path):
         # The other syntax is refused: the validator tells the versions apart.
         other = "9" if version == "8.4" else "8.4"
         assert validators.drbd(res, host, other), f"{res} passed as DRBD {other}"
+
+
+PROC_DRBD_84 = """version: 8.4.11 (api:1/proto:86-101)
+ 0: cs:WFConnection ro:Primary/Unknown ds:{ds}/DUnknown C r-----
+"""
+DRBDSETUP_STATUS_9 = """r0 role:Primary
+  disk:{ds}
+  stor02 connection:Connecting
+"""
+
+
+def _run_fence_handler(tmp_path, script, *, ds="UpToDate", syntax="8.4", stonith_rc=0, env=None):
+    """Run the rendered fence-peer handler as DRBD would, with stand-ins for stonith_admin,
+    drbdsetup and logger on PATH and the 8.4 /proc/drbd replaced by a file; returns (exit code,
+    stonith_admin calls, log)."""
+    import subprocess
+    work = tmp_path / f"handler-{syntax}-{ds}-{stonith_rc}"
+    (work / "bin").mkdir(parents=True)
+    proc = work / "proc-drbd"
+    if syntax == "8.4":
+        proc.write_text(PROC_DRBD_84.format(ds=ds))
+    else:
+        proc.write_text("version: 9.2.12 (api:2/proto:86-122)\n")
+    calls, log = work / "calls", work / "log"
+    stubs = {
+        "stonith_admin": f'echo "$*" >> {calls}; exit {stonith_rc}',
+        "drbdsetup": (f"cat <<'EOF'\n{DRBDSETUP_STATUS_9.format(ds=ds)}EOF" if ds else
+                      "echo 'r0: No such resource' >&2; exit 10"),
+        "logger": f'echo "$*" >> {log}',
+    }
+    for name, body in stubs.items():
+        (work / "bin" / name).write_text(f"#!/bin/sh\n{body}\n")
+        (work / "bin" / name).chmod(0o755)
+    handler = work / "handler.sh"
+    handler.write_text(script.replace("/proc/drbd", str(proc)))
+    run_env = {"PATH": f"{work / 'bin'}:/usr/bin:/bin", "DRBD_RESOURCE": "r0", "DRBD_MINOR": "0",
+               "DRBD_PEERS": "stor02", **(env or {})}
+    result = subprocess.run(["sh", str(handler)], env=run_env, capture_output=True, text=True)
+    return (result.returncode, calls.read_text().splitlines() if calls.exists() else [],
+            log.read_text() if log.exists() else "")
+
+
+def test_fence_peer_handler_fences_once_from_good_data(renders, tmp_path):
+    """The role's fence-peer handler: shellcheck-clean; asks for the cluster's action (reboot)
+    with the tolerance, so a fencing the cluster already did counts; exit 7 only when the peer is
+    fenced; never fences from a disk that is not UpToDate, nor a peer with an odd name."""
+    import subprocess
+    _inv, out, _log = renders[("lab", "8.4")]
+    path = out / "stor01/usr/lib/drbd/kickstack-fence-peer.sh"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    check = subprocess.run([VENV_BIN / "shellcheck", "-s", "sh", path], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    script = path.read_text()
+    for syntax in VERSIONS:
+        rc, calls, log = _run_fence_handler(tmp_path, script, syntax=syntax)
+        assert (rc, calls) == (7, ["--reboot stor02 --tolerance 120s --tag drbd"]), (syntax, log)
+        rc, calls, log = _run_fence_handler(tmp_path, script, syntax=syntax, ds="Outdated")
+        assert (rc, calls) == (1, []) and "not UpToDate" in log, (syntax, log)
+        rc, calls, log = _run_fence_handler(tmp_path, script, syntax=syntax, stonith_rc=1)
+        assert rc == 1 and len(calls) == 1 and "failed" in log, (syntax, log)
+    # No disk state at all (drbdsetup fails): no fencing either.
+    rc, calls, log = _run_fence_handler(tmp_path / "none", script, syntax="9", ds="")
+    assert (rc, calls) == (1, []) and "no disk state" in log, log
+    # DRBD 9 names the peer by node id.
+    rc, calls, _ = _run_fence_handler(tmp_path / "9", script, syntax="9",
+                                      env={"DRBD_PEERS": "", "DRBD_PEER_NODE_ID": "1", "DRBD_NODE_ID_1": "stor02"})
+    assert (rc, calls) == (7, ["--reboot stor02 --tolerance 120s --tag drbd"])
+    for env in ({"DRBD_PEERS": "stor02;reboot"}, {"DRBD_PEERS": ""}, {"DRBD_MINOR": "0;x"}):
+        rc, calls, log = _run_fence_handler(tmp_path / str(len(env) + len(str(env))), script, env=env)
+        assert (rc, calls) == (1, []), (env, log)
 
 
 def test_lab_addresses_and_disks(renders):

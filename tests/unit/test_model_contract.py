@@ -71,6 +71,7 @@ def test_model_contract(lab):
         "resource": "r0", "device": "/dev/drbd0", "port": 7789, "version": "", "dual_primary": True,
         "fencing": "resource-and-stonith", "allow_dual_primary_without_fencing": False,
         "initial_sync_source": "stor01", "force_create_md": [], "link_speed_mbit": 1000, "disk_speed_mbyte": 200,
+        "fence_tolerance": 120,
         "disk": "/dev/sdb", "meta_disk": "internal",
         "nodes": [{"name": "stor01", "address": "10.60.1.31", "disk": "/dev/sdb", "meta_disk": "internal", "node_id": 0},
                   {"name": "stor02", "address": "10.60.1.32", "disk": "/dev/sdb", "meta_disk": "internal", "node_id": 1}]}

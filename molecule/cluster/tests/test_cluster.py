@@ -4,9 +4,10 @@ A stonith parameter changed by hand is put back by the next run of cluster.yml (
 changes, the BMC password never appears even at -vvv --diff). The last test cuts the
 replication link (corosync and DRBD) at both ends while both nodes run, as a pulled cable
 would: both race to fence, the fence delay lets stor01 win, so exactly one node (stor02) is
-fenced through fence_redfish; stor01 stays quorate and keeps its LV usable; then the cable goes
-back, stor02 is powered on when its BMC says off, rejoins, resyncs without split brain and gets
-its LV back from pacemaker. The fence race's timeline (fence requests, BMC calls, DRBD
+fenced, once, through fence_redfish (pacemaker's, dlm's and DRBD's requests end in one reboot);
+stor01 stays quorate and keeps its LV usable; then the cable goes back, and stor02, back from
+its reboot by itself, rejoins, resyncs without split brain and gets its LV back from
+pacemaker. The fence race's timeline (fence requests, BMC calls, DRBD
 handshake) is written to link-cut.log in the lab's state directory (and to
 $KICKSTACK_DIAG_DIR when set), and printed when a wait times out. (The harness can also freeze
 a node, a hang rather than a split: ``vm.py power --lab ... stor02 freeze``.)
@@ -204,6 +205,7 @@ def _timeline(nodes, since):
                 f"journalctl --no-pager -o short-precise --since @{since} -u corosync -u pacemaker -u drbd "
                 f"| grep -E 'fenced|KNET|TOTEM|QUORUM|drbd|Peer|fence' | tail -n 120; "
                 f"journalctl --no-pager -o short-precise --since @{since} -k | grep -Ei 'drbd|dlm' | tail -n 80; "
+                f"journalctl --no-pager -o short-precise --since @{since} -t kickstack-drbd-fence-peer; "
                 "stonith_admin --history '*' 2>&1 | tail -n 20; cat /proc/drbd")
             out.append(f"==== {name} (boot {_boot_id(node)})\n{res.stdout}{res.stderr}")
         except Exception as exc:  # noqa: BLE001 - an unreachable node is part of the picture
@@ -267,12 +269,11 @@ def test_link_cut_fences_exactly_one_node_survivor_keeps_quorum_and_lv(host):
     host.run_expect([0], f"lvcreate --activate n --zero n --yes -n lv_probe -L 8m {VG}")
     host.run_expect([0], f"lvremove --yes {VG}/lv_probe")
 
-    # Two fence requests race for stor02: DRBD's fence-peer handler asks for "off", pacemaker
-    # and dlm for "reboot"; whichever runs last decides whether stor02 is up again by itself.
-    # A slow DRBD handler (its worker waiting on a metadata write) can even fence stor02 once
-    # more after the reboot brought it back. The operator's part is the same every time: a
-    # node the BMC reports off is powered on. Then stor02 boots, rejoins, resyncs from stor01
-    # and pacemaker activates its LV again; it reads what stor01 wrote while it was away.
+    # Pacemaker, dlm and DRBD's fence-peer handler all asked to reboot stor02; the handler
+    # counts a reboot completed within its tolerance as its own, so stor02 is fenced once, comes
+    # back by itself, rejoins, resyncs from stor01 and pacemaker activates its LV again; it
+    # reads what stor01 wrote while it was away. Should it stay off (a fencing that powered it
+    # off), the test powers it on as an operator would, and fails after the rejoin.
     power_ons = []
 
     def keep_stor02_on():
@@ -299,7 +300,12 @@ def test_link_cut_fences_exactly_one_node_survivor_keeps_quorum_and_lv(host):
         raise
     # What happened is kept for the log (fence requests, BMC calls, DRBD handshake).
     print(f"stor02 powered on by the test {len(power_ons)} time(s)")
-    _timeline((host, peer), since)
+    timeline = _timeline((host, peer), since)
+    # One fencing: a single power-off of stor02 at its BMC, and no power-on left to the test.
+    calls = [json.loads(line) for line in _bmc_log().splitlines()[bmc_before:]]
+    offs = [c for c in calls if c.get("method") == "POST" and c.get("reset_type") == "ForceOff"]
+    assert [c.get("system") for c in offs] == ["stor02"], f"{offs}\n{timeline}"
+    assert power_ons == [], f"stor02 stayed off after its fencing\n{timeline}"
     # stor01 was never fenced, before or after the rejoin.
     assert not re.search(r"of stor01 successful", host.run("stonith_admin --history stor01").stdout)
     during = host.check_output(f"dd if=/dev/{VG}/{LV} bs=64k skip=16 count=16 iflag=direct status=none | sha256sum")

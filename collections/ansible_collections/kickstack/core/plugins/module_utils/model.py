@@ -684,7 +684,7 @@ def _check_replication(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], p
 PAIR_AGREE = ("kickstack_drbd_version", "kickstack_drbd_resource", "kickstack_drbd_device", "kickstack_drbd_port",
               "kickstack_drbd_fencing", "kickstack_drbd_dual_primary",
               "kickstack_drbd_allow_dual_primary_without_fencing", "kickstack_drbd_initial_sync_source",
-              "kickstack_drbd_link_speed_mbit", "kickstack_cluster_stack", "kickstack_cluster_name",
+              "kickstack_drbd_link_speed_mbit", "kickstack_drbd_fence_tolerance", "kickstack_cluster_stack", "kickstack_cluster_name",
               "kickstack_cluster_totem_token", "kickstack_cluster_fence_timeout", "kickstack_cluster_allow_no_fencing",
               "kickstack_clvm_mode", "kickstack_shared_vg", "kickstack_shared_vg_mode", "kickstack_shared_lvs")
 
@@ -722,6 +722,7 @@ def _resolve_storage(hosts: Dict[str, Dict[str, Any]], site: Dict[str, Any], pro
             "force_create_md": [f"/dev/{d}" for d in host.get("_drbd_force_create_md", [])],
             "link_speed_mbit": mine["kickstack_drbd_link_speed_mbit"],
             "disk_speed_mbyte": mine["kickstack_drbd_disk_speed_mbyte"],
+            "fence_tolerance": mine["kickstack_drbd_fence_tolerance"],
             "disk": f"/dev/{host['drbd_disk']}" if host.get("drbd_disk") else None,
             "meta_disk": meta,
             "nodes": [{"name": n["hostname"], "address": n.get("_replication_ip"),

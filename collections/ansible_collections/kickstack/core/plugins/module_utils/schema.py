@@ -480,6 +480,8 @@ FIELDS: Tuple[Field, ...] = (
           None, "Storage: the node whose data wins the first sync (default: first of the pair by name)."),
     Field("kickstack_drbd_link_speed_mbit", "group", Int(minimum=1), 1000, "Storage: replication link speed (Mbit/s)."),
     Field("kickstack_drbd_disk_speed_mbyte", "group", Int(minimum=1), 200, "Storage: backing disk speed (MByte/s)."),
+    Field("kickstack_drbd_fence_tolerance", "group", Int(minimum=1, maximum=3600), 120,
+          "Storage: a fencing of the peer this recent (s) counts as DRBD's own (less than a node takes to boot)."),
     Field("kickstack_cluster_stack", "group", Str(choices=("corosync", "cman")), "corosync", "Storage: cluster stack."),
     Field("kickstack_cluster_name", "group", Str(pattern=r"[A-Za-z][A-Za-z0-9_-]{0,15}", hint="a name of up to 16 characters"),
           "kickstack", "Storage: cluster name."),
