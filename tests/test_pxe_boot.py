@@ -192,6 +192,10 @@ def test_pxe_boot(tmp_path):
                        ).stdout.split() == ["active"] * 3
         listen = node_sh(state, "grep", "-h", "listen", "/etc/nginx/conf.d/kickstack.conf").stdout
         assert listen.split() == ["listen", f"{PXE_IP}:80;"], listen
+        # ... and nginx listens there only: no default site on every address.
+        sockets = node_sh(state, "ss", "-Hltnp").stdout
+        nginx = sorted({line.split()[3] for line in sockets.splitlines() if '"nginx"' in line})
+        assert nginx == [f"{PXE_IP}:80"], sockets
         status = node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout
         assert re.search(r"^ctl01\s+build\s", status, re.M), status
         token1 = build_token(state)
