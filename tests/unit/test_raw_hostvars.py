@@ -151,3 +151,20 @@ def test_check_site_same_model_with_and_without_shortcuts(site, tmp_path, monkey
     # The fast run resolved the storage nodes' fence passwords ("{{ kickstack_secrets.ipmi_password }}")
     # without the templar, and the slow run (no shortcut at all) agreed on the whole model.
     assert resolved and all(resolved), resolved
+
+
+def test_unparsable_vars_file_is_named(tmp_path):
+    """A group_vars file Ansible cannot parse loads only when preflight reads the variables;
+    preflight's problem line names that file and line, not the task."""
+    from ansible.errors import AnsibleError
+    from ansible_collections.kickstack.core.plugins.action.preflight import unreadable_file
+    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    compute:\n      hosts:\n        cmp01:\n")
+    (tmp_path / "group_vars").mkdir()
+    broken = tmp_path / "group_vars" / "compute.yml"
+    broken.write_text("---\nkickstack_profile: compute\nkickstack_disks: [sda\n")
+    manager, hostvars = _hostvars(tmp_path)
+    with pytest.raises(AnsibleError) as caught:
+        _RawHostVars(hostvars).layers("cmp01")
+    line = unreadable_file(caught.value)
+    assert line.startswith(f"inventory file {broken}, line "), line
+    assert "YAML" in line and "Fix:" in line, line

@@ -261,6 +261,26 @@ def without_gc(func, *args):
             gc.enable()
 
 
+def unreadable_file(exc):
+    """The problem line for an inventory file Ansible could not parse: the file, line and
+    column (Ansible keeps them on an exception down the chain, not in the message) and the
+    parser's complaint."""
+    where, seen = None, set()
+    cur = exc
+    while cur is not None and id(cur) not in seen and where is None:
+        seen.add(id(cur))
+        origin = getattr(cur, "obj", None)
+        if isinstance(getattr(origin, "path", None), str):
+            where = origin
+        cur = cur.__cause__ or cur.__context__
+    problem = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(".")
+    if where is None:
+        return f"inventory: cannot be read: {problem}. Fix: check the inventory's files (yamllint shows YAML errors)"
+    line = f", line {where.line_num}" if getattr(where, "line_num", None) else ""
+    return (f"inventory file {where.path}{line}: cannot be read: {problem}. "
+            f"Fix: correct that file (yamllint {where.path} shows the YAML error)")
+
+
 def fail_on(result, problems):
     """Fill result as a failure listing every problem; nothing was touched."""
     result["failed"] = True
@@ -281,7 +301,12 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self._task.args
-        model, problems = check_site(task_vars, self._templar, args)
+        try:
+            model, problems = check_site(task_vars, self._templar, args)
+        except AnsibleError as exc:
+            # Host and group variables files load when first needed, so a file Ansible cannot
+            # parse surfaces here; name it instead of blaming the task.
+            return fail_on(result, [unreadable_file(exc)])
         if problems:
             return fail_on(result, problems)
         if not args.get("converge", True):
