@@ -108,9 +108,11 @@ CASES = [
     ("type shared lv size int", [("storage", "kickstack_shared_lvs", [{"name": "lv", "size": 64}])],
      "stor01: kickstack_shared_lvs[0].size: is a number (64), expected a string"),
     ("type totem token str", [("storage", "kickstack_cluster_totem_token", "3000")],
-     "stor01: kickstack_cluster_totem_token: is a string ('3000'), expected an integer"),
+     "stor01: kickstack_cluster_totem_token: is a string ('3000'), expected an integer: write it without quotes "
+     "(with -e, pass JSON: -e '{\"kickstack_cluster_totem_token\": 3000}', or a file: -e @vars.yml)"),
     ("type allow no fencing str", [("storage", "kickstack_cluster_allow_no_fencing", "true")],
-     "stor01: kickstack_cluster_allow_no_fencing: is a string ('true'), expected true or false"),
+     "stor01: kickstack_cluster_allow_no_fencing: is a string ('true'), expected true or false (unquoted) "
+     "(with -e, pass JSON: -e '{\"kickstack_cluster_allow_no_fencing\": true}', or a file: -e @vars.yml)"),
     ("type drbd version bool", [("storage", "kickstack_drbd_version", True)],
      "stor01: kickstack_drbd_version: is a boolean (True)"),
     ("unknown interface key", [("cmp01", "kickstack_interfaces", nic(vlan=5))],

@@ -144,13 +144,21 @@ class Int(Spec):
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
+            digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
             return ctx.bad(path, f"is {_type_of(value)} ({_show(value)}), expected an integer"
-                                 + (f" ({self.hint})" if self.hint else "") + ": write it without quotes")
+                                 + (f" ({self.hint})" if self.hint else "") + ": write it without quotes"
+                                 + (_extra_vars_hint(path, value.strip()) if digits else ""))
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             bounds = (f"between {self.minimum} and {self.maximum}" if self.maximum is not None
                       else f"at least {self.minimum}")
             return ctx.bad(path, f"{value} is out of range: must be {bounds}")
         return value
+
+
+def _extra_vars_hint(path: str, example: str) -> str:
+    """Extra vars given as -e key=value are always strings: say how to pass a typed value."""
+    key = path.split("[")[0].split(".")[0]
+    return f" (with -e, pass JSON: -e '{{\"{key}\": {example}}}', or a file: -e @vars.yml)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,9 @@ class Bool(Spec):
 
     def check(self, value: Any, ctx: Ctx, path: str) -> Any:
         if not isinstance(value, bool):
-            return ctx.bad(path, f"is {_type_of(value)} ({_show(value)}), expected true or false (unquoted)")
+            hint = (_extra_vars_hint(path, value.lower()) if isinstance(value, str) and value.lower() in ("true", "false")
+                    else "")
+            return ctx.bad(path, f"is {_type_of(value)} ({_show(value)}), expected true or false (unquoted)" + hint)
         return value
 
 
