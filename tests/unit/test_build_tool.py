@@ -146,3 +146,41 @@ def test_kickstart_under_its_token_to_its_address_until_built(served):
     line = next(x for x in status.splitlines() if x.startswith("ctl01 "))
     assert line.split()[1] == "expired" and "built" in line and "10.60.0.11" in line  # last callback
     assert new not in status and tok not in status
+
+
+def _expire_now(tmp_path, host):
+    path = tmp_path / "state" / "hosts" / f"{host}.json"
+    st = json.loads(path.read_text())
+    st["expires"] = int(time.time()) - 1
+    path.write_text(json.dumps(st))
+
+
+def test_expired_build_mode_boots_local(served):
+    """A token that ran out ends build mode: the timer's `expire` (or the next request, or sync)
+    switches the host to local boot and unpublishes its kickstart; kickstack_rebuild re-arms."""
+    tmp_path, env, sock = served
+    tok = token(tmp_path, "ctl01")
+    _expire_now(tmp_path, "ctl01")
+    status = tool(env, "status").stdout
+    assert "ctl01            expired" in status, status
+    tool(env, "expire")
+    st = json.loads((tmp_path / "state" / "hosts" / "ctl01.json").read_text())
+    assert st["state"] == "expired" and st["token"] == "" and st["expires"] == 0
+    assert "set default=local" in grub(tmp_path) and tok not in grub(tmp_path)
+    assert "LOCALBOOT 0" in (tmp_path / "tftp" / "pxelinux.cfg" / "01-52-54-00-60-00-11").read_text()
+    assert not (tmp_path / "state" / "ks" / "ctl01.ks").exists()
+    assert request(sock, "GET", f"/kickstack/build/{tok}/ctl01.ks", "10.60.0.11")[0] == 404
+    # sync leaves it expired; a rebuild arms it again with a fresh token
+    assert json.loads(tool(env, "sync").stdout)["changed"] is False
+    assert "ctl01: build mode (kickstack_rebuild)" in json.loads(tool(env, "sync", "--rebuild", "ctl01").stdout)["changes"]
+    new = token(tmp_path, "ctl01")
+    assert new != tok and f"/build/{new}/ctl01.ks" in grub(tmp_path)
+    # Without the timer, a request after the expiry switches it at once.
+    _expire_now(tmp_path, "ctl01")
+    assert request(sock, "GET", f"/kickstack/build/{new}/ctl01.ks", "10.60.0.11")[0] == 404
+    assert "set default=local" in grub(tmp_path)
+    # ... and so does sync.
+    tool(env, "sync", "--rebuild", "ctl01")
+    _expire_now(tmp_path, "ctl01")
+    assert "ctl01: build mode expired: local boot" in json.loads(tool(env, "sync").stdout)["changes"]
+    assert "set default=local" in grub(tmp_path)
