@@ -69,8 +69,12 @@ def test_storage_scenario_keeps_the_lab_bmc():
 
 def test_own_params_win_and_add():
     bmc = {"protocol": "redfish", "address": "bmc1", "username": "u", "password": "p", "verify_tls": True}
-    assert fence_params("fence_redfish", bmc, {"ip": "10.0.0.9", "method": "cycle"}) == {
-        "ip": "10.0.0.9", "username": "u", "password": "p", "method": "cycle"}
+    assert list(fence_params("fence_redfish", bmc, {"ip": "10.0.0.9", "method": "cycle"}).items()) == [
+        ("username", "u"), ("password", "p"), ("ip", "10.0.0.9"), ("method", "cycle")]
+    # cman's agents take the old names: a device giving them gets none of the derived aliases.
+    ipmi = dict(bmc, protocol="ipmi")
+    assert list(fence_params("fence_ipmilan", ipmi, {"ipaddr": "a", "login": "b", "passwd": "c", "lanplus": 0}).items()) \
+        == [("ipaddr", "a"), ("login", "b"), ("passwd", "c"), ("lanplus", 0)]
     # An agent that does not speak the BMC's protocol derives nothing.
     assert fence_params("fence_ipmilan", bmc, {}) == {}
     assert fence_params("fence_sbd", bmc, {"devices": "/dev/sdz"}) == {"devices": "/dev/sdz"}

@@ -5,8 +5,8 @@ take their connection parameters from the BMC of the node they fence.
 
 fence_params() is the one derivation of a fence device's agent parameters; the model checks
 the result (model.py) and the kickstack.core.fence_devices filter gives it to the cluster role.
-Parameters a device sets itself win over derived ones, so a device can add options (e.g.
-``method: cycle``) or replace one. The derived names and order are the ones the agents'
+Parameters a device sets itself win over derived ones (under any of their names), so a
+device can add options (e.g. ``method: cycle``) or replace one. The derived names and order are the ones the agents'
 pacemaker parameters use (ip, ipport, username, password, ...).
 """
 
@@ -20,6 +20,16 @@ FENCE_AGENT_PROTOCOL = {
     "fence_ipmilan": "ipmi",
     "fence_ipmilanplus": "ipmi",
 }
+
+
+# Names of one fence agent parameter (fence-agents accepts each of them).
+_ALIASES = (
+    frozenset({"ip", "ipaddr"}),
+    frozenset({"ipport"}),
+    frozenset({"username", "login"}),
+    frozenset({"password", "passwd", "password_script", "passwd_script"}),
+    frozenset({"ssl_insecure", "ssl-insecure", "notls"}),
+)
 
 
 def fence_params(agent: str, bmc: Optional[Dict[str, Any]], params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -41,8 +51,12 @@ def fence_params(agent: str, bmc: Optional[Dict[str, Any]], params: Optional[Dic
             derived["username"] = bmc["username"]
             derived["password"] = bmc["password"]
             derived["lanplus"] = 1
-    out = dict(derived)
-    out.update(params or {})
+    own = params or {}
+    # A parameter the device sets itself, under any of its names (cman's agents take the old
+    # ones: ipaddr, login, passwd), replaces the derived one.
+    given = {alias for name in own for group in _ALIASES if name in group for alias in group} | set(own)
+    out = {k: v for k, v in derived.items() if k not in given}
+    out.update(own)
     return out
 
 
