@@ -26,10 +26,14 @@ The Redfish service (``vm.py up`` starts it when the spec has a ``bmc`` object) 
 
 The boot override (<node>/boot-override.json) is taken by the next boot the BMC starts (On from
 Off, ForceRestart), as on a real BMC: before that reset the emulator moves the VM's NICs to the
-front of QEMU's boot order (the devices' ``bootindex``, through QMP ``qom-set``; QEMU rebuilds the
-firmware's boot order at every reset), and right after it puts the order back and clears the
-override, so the boot after that is from disk again. Only a running QEMU can be re-ordered: a
-VM that QEMU has to start again keeps the override for the next reset.
+front of QEMU's boot order (the devices' ``bootindex``, through QMP ``qom-set``) and clears the
+override. QEMU gives the firmware the boot order when the firmware reads it during POST, not at
+the reset, so the old order is put back BOOT_ORDER_HOLD seconds later (env
+KICKSTACK_BMC_BOOT_ORDER_HOLD, default 20: POST reads it within a few seconds, an installer
+reboots minutes later) or at the node's next power action, whichever comes first
+(<node>/boot-restore.json holds it until then): the boot after the one-time boot is from disk
+again. Only a running QEMU can be re-ordered: a VM that QEMU has to start again keeps the
+override for the next reset.
 
 Guests reach it at 10.0.2.100:443: their user-mode NIC forwards that address (guestfwd) to
 ``bmc.py relay``, one process per connection, which pipes the connection to the service and
@@ -66,6 +70,7 @@ ACTIONS = {"On": "on", "ForceOff": "off", "ForceRestart": "reset"}
 ROOT = "/redfish/v1"
 RELAY_MAGIC = b"KSRELAY "
 QMP_TIMEOUT = 15.0
+BOOT_ORDER_HOLD = float(os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD", "20"))
 
 
 class PowerError(RuntimeError):
@@ -237,6 +242,10 @@ def power(sdir: Path, node: str, action: str) -> dict:
     marker = sdir / node / "power-off"
     with _node_lock(sdir, node):
         q = _qmp(sdir, node)
+        if q is not None:
+            with q:
+                _restore_boot_order(q, sdir, node)
+            q = _qmp(sdir, node)
         if q is None:
             if action in ("on", "reset"):
                 _relaunch(sdir, node)
@@ -254,9 +263,12 @@ def power(sdir: Path, node: str, action: str) -> dict:
                     q.execute("system_reset")
                     q.wait_event("RESET", timeout=10)
                     if restore is not None:
-                        # The reset rebuilt the firmware's boot order: the next one is from disk again.
-                        _set_boot_order(q, restore)
+                        # Taken by this boot; the order goes back once the firmware has read it.
+                        (sdir / node / "boot-restore.json").write_text(json.dumps(restore) + "\n")
                         (sdir / node / "boot-override.json").unlink(missing_ok=True)
+                        timer = threading.Timer(BOOT_ORDER_HOLD, _restore_later, (sdir, node))
+                        timer.daemon = True
+                        timer.start()
                     if not q.execute("query-status").get("running"):
                         q.execute("cont")
                     marker.unlink(missing_ok=True)
@@ -309,6 +321,33 @@ def _set_boot_order(q: QMP, devices: list[dict]) -> None:
     for dev in devices:
         if dev["bootindex"] >= 0:
             q.execute("qom-set", {"path": dev["path"], "property": "bootindex", "value": dev["bootindex"]})
+
+
+def _restore_boot_order(q: QMP, sdir: Path, node: str) -> None:
+    """Put back the boot order a one-time boot changed, if it is still changed."""
+    path = sdir / node / "boot-restore.json"
+    try:
+        devices = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    _set_boot_order(q, devices)
+    path.unlink(missing_ok=True)
+
+
+def _restore_later(sdir: Path, node: str) -> None:
+    try:
+        with _node_lock(sdir, node):
+            q = _qmp(sdir, node)
+            if q is None:  # QEMU is gone: a restart starts with its own order anyway
+                (sdir / node / "boot-restore.json").unlink(missing_ok=True)
+                return
+            with q:
+                _restore_boot_order(q, sdir, node)
+        log_event(sdir, client="timer", method="BOOT-ORDER", path=None, system=node, reset_type=None,
+                  status=0, result="boot order put back after the one-time boot")
+    except (PowerError, OSError) as exc:
+        log_event(sdir, client="timer", method="BOOT-ORDER", path=None, system=node, reset_type=None,
+                  status=0, result=f"boot order not put back: {exc}")
 
 
 def _apply_boot_override(q: QMP, sdir: Path, node: str) -> list[dict] | None:

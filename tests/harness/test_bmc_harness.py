@@ -155,11 +155,22 @@ def state_root(tmp_path_factory):
     vm.STATE_ROOT = saved
 
 
+HOLD = 1.0  # the BMC's KICKSTACK_BMC_BOOT_ORDER_HOLD here (seconds)
+
+
 @pytest.fixture(scope="module")
 def lab(state_root):
     if not shutil.which("openssl"):
         pytest.skip("openssl CLI missing")
-    sdir, st, fakes, pid = make_fake_lab(LAB, ["n1", "n2"])
+    saved = os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD")
+    os.environ["KICKSTACK_BMC_BOOT_ORDER_HOLD"] = str(HOLD)  # the BMC daemon inherits it
+    try:
+        sdir, st, fakes, pid = make_fake_lab(LAB, ["n1", "n2"])
+    finally:
+        if saved is None:
+            os.environ.pop("KICKSTACK_BMC_BOOT_ORDER_HOLD")
+        else:
+            os.environ["KICKSTACK_BMC_BOOT_ORDER_HOLD"] = saved
     yield {"sdir": sdir, "st": st, "fakes": fakes, "pid": pid}
     vm.down(LAB)
     for f in fakes.values():
@@ -566,17 +577,25 @@ def test_one_time_pxe_boot_is_taken_by_the_next_reset_only(lab):
     assert fake.boot_order() == ["disk0"], "setting the override changes nothing before the boot"
     assert reset(lab, "n2", "ForceRestart")[0] == 204
     assert fake.boot_orders == [["nic0", "disk0"]], "the reset boots from the network first"
-    assert fake.boot_order() == ["disk0"], "the order after that boot is the disk's again"
     boot = request(lab, "GET", "/redfish/v1/Systems/n2")[1]["Boot"]
     assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("None", "Disabled")
+    # The firmware reads the order during POST: it stays network-first for a while, then is put back.
+    assert fake.boot_order() == ["nic0", "disk0"]
+    deadline = time.monotonic() + HOLD + 10
+    while fake.boot_order() != ["disk0"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake.boot_order() == ["disk0"], "the order after that boot is the disk's again"
     assert reset(lab, "n2", "ForceRestart")[0] == 204
     assert fake.boot_orders[-1] == ["disk0"]
-    # From power off, On takes it as well; Disabled withdraws a pending override.
+    # From power off, On takes it as well, and the next power action puts the order back at once.
     assert patch_boot(lab, "n2", {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"})[0] == 204
     assert reset(lab, "n2", "ForceOff")[0] == 204
     assert fake.boot_orders[-1] == ["disk0"] and len(fake.boot_orders) == 2, "ForceOff is no boot"
     assert reset(lab, "n2", "On")[0] == 204
-    assert fake.boot_orders[-1] == ["nic0", "disk0"] and fake.boot_order() == ["disk0"]
+    assert fake.boot_orders[-1] == ["nic0", "disk0"]
+    assert reset(lab, "n2", "ForceRestart")[0] == 204
+    assert fake.boot_orders[-1] == ["disk0"]
+    # Disabled withdraws a pending override.
     assert patch_boot(lab, "n2", {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"})[0] == 204
     assert patch_boot(lab, "n2", {"BootSourceOverrideEnabled": "Disabled"})[0] == 204
     assert reset(lab, "n2", "ForceRestart")[0] == 204
@@ -609,6 +628,6 @@ def test_community_general_redfish_modules_drive_the_override(lab, tmp_path):
                                             "ansible_python_interpreter": sys.executable})],
                          capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert fake.boot_orders == [["nic0", "disk0"]] and fake.boot_order() == ["disk0"]
+    assert fake.boot_orders == [["nic0", "disk0"]]
     assert lab["fakes"]["n2"].boot_order() == ["disk0"]
     assert PASSWORD not in res.stdout + res.stderr
