@@ -603,31 +603,32 @@ def test_one_time_pxe_boot_is_taken_by_the_next_reset_only(lab):
     assert any(e.get("boot") == "Pxe/Once" and e["status"] == 204 for e in log_entries(lab))
 
 
-def test_community_general_redfish_modules_drive_the_override(lab, tmp_path):
-    """What playbooks/reinstall.yml sends: redfish_info (power state), then redfish_command
-    SetOneTimeBoot + PowerForceRestart for one system of several (resource_id), the real modules."""
+@pytest.mark.parametrize("power", ["On", "Off"])
+def test_reinstall_bmc_tasks_drive_the_override(lab, tmp_path, power):
+    """The BMC steps of playbooks/reinstall.yml (playbooks/tasks/bmc_network_boot.yml), with
+    the real community.general modules: the power state from redfish_info, then
+    SetOneTimeBoot Pxe and PowerForceRestart (PowerOn when off) for one system of several."""
     ansible = Path(sys.executable).parent / "ansible-playbook"
     if not ansible.exists():
         pytest.skip("no ansible-playbook next to this Python")
     fake = lab["fakes"]["n1"]
+    if power == "Off":
+        assert reset(lab, "n1", "ForceOff")[0] == 204
     fake.boot_orders.clear()
     play = tmp_path / "play.yml"
-    conn = {"baseuri": f"127.0.0.1:{lab['st']['bmc']['host_port']}", "username": USER,
-            "password": "{{ bmc_password }}", "validate_certs": False}
     play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"community.general.redfish_info": dict(conn, category="Systems", command="GetSystemInventory"),
-         "register": "info"},
-        {"ansible.builtin.assert": {"that": [
-            "info.redfish_facts.system.entries | map(attribute='1.PowerState') | list == ['On', 'On']"]}},
-        {"community.general.redfish_command": dict(conn, category="Systems", resource_id="n1", bootdevice="Pxe",
-                                                   command=["SetOneTimeBoot", "PowerForceRestart"])},
-    ]}]))
+        {"ansible.builtin.include_tasks": str(HERE.parent.parent / "playbooks" / "tasks" / "bmc_network_boot.yml")}]}]))
+    bmc_vars = {"protocol": "redfish", "address": "127.0.0.1", "port": lab["st"]["bmc"]["host_port"],
+                "username": USER, "systems_uri": "/redfish/v1/Systems/n1", "verify_tls": False, "resource_id": "n1"}
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
     res = subprocess.run([str(ansible), "-i", "localhost,", "-c", "local", str(play), "-vvv",
-                          "-e", json.dumps({"bmc_password": PASSWORD,
+                          "-e", json.dumps({"bmc": bmc_vars, "bmc_password": PASSWORD,
                                             "ansible_python_interpreter": sys.executable})],
                          capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert fake.boot_orders == [["nic0", "disk0"]]
+    assert fake.boot_orders == [["nic0", "disk0"]] and fake.running
+    assert power_state(lab, "n1") == "On"
     assert lab["fakes"]["n2"].boot_order() == ["disk0"]
+    posts = [e["reset_type"] for e in log_entries(lab) if e["method"] == "POST" and e["system"] == "n1"]
+    assert posts[-1] == ("On" if power == "Off" else "ForceRestart")
     assert PASSWORD not in res.stdout + res.stderr
