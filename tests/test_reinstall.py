@@ -17,8 +17,11 @@ def test_reinstall_refusals(tmp_path):
     assert r.returncode != 0 and "name the hosts with --limit" in re.sub(r"\s+", " ", out), out[-3000:]
 
     # stor01 (storage, not forced), ctl01 (forced, but the lab gives it no BMC), cmp02 (no BMC),
-    # pxe01 (the boot server); cmp01 alone would pass the checks.
-    r = run_playbook("reinstall.yml", inv, build, "--limit", "stor01,ctl01,cmp02,pxe01",
+    # pxe01 (the boot server), cmp01 (a BMC, but kickstack_netboot: false).
+    with open(inv / "host_vars" / "cmp01.yml", "a") as f:
+        f.write("kickstack_netboot: false\nkickstack_bmc: {protocol: ipmi, address: 10.60.0.121, username: k, "
+                "password: \"{{ kickstack_secrets.ipmi_password }}\"}\n")
+    r = run_playbook("reinstall.yml", inv, build, "--limit", "stor01,ctl01,cmp01,cmp02,pxe01",
                      "-e", "kickstack_reinstall_force=ctl01")
     out = re.sub(r"\s+", " ", r.stdout + r.stderr)
     assert r.returncode != 0, out[-3000:]
@@ -26,6 +29,7 @@ def test_reinstall_refusals(tmp_path):
             "with -e kickstack_reinstall_force=stor01") in out, out[-3000:]
     assert "ctl01: it has no kickstack_bmc" in out and "cmp02: it has no kickstack_bmc" in out, out[-3000:]
     assert "pxe01: it is the boot server" in out, out[-3000:]
+    assert "cmp01: it has kickstack_netboot: false, so its boot entries boot the local disk" in out, out[-3000:]
     assert "Put the hosts back into build mode" not in out, "a refused run went on"
 
 
