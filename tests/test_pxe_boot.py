@@ -1,5 +1,9 @@
 """The PXE boot server, proven by real PXE clients on a private network.
 
+Then playbooks/reinstall.yml: a disk-first client behind the harness' Redfish BMC
+(tests/harness/bmc.py) boots its local disk, the playbook re-arms it and has its BMC boot it
+from the network once, and it installs again under a new token.
+
 A systemd-nspawn container pxe01 (10.60.0.5, tests/harness/nspawn.py) on a lab bridge of its
 own gets playbooks/pxe_server.yml (the lab inventory, only pxe01 reachable). The installer is
 a stand-in (scripts/build-pxe-standin: Debian's kernel + a busybox initramfs that prints its
@@ -12,9 +16,12 @@ serial consoles. Every qemu is killed and the lab torn down, also on failure.
 Host packages: scripts/install-pxe-test-deps.
 """
 
+import base64
+import json
 import os
 import re
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -24,9 +31,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_lab, run, run_playbook
+from conftest import REPO, copy_lab, read_secrets, run, run_playbook
 
 sys.path.insert(0, str(REPO / "tests" / "harness"))
+import bmc as bmc_harness  # noqa: E402
 import nspawn  # noqa: E402
 
 LAB = "pxe"
@@ -52,6 +60,23 @@ pytestmark = [
                        reason="needs qemu-system-x86, ovmf, ipxe-qemu, busybox-static "
                               "(scripts/install-pxe-test-deps)"),
 ]
+
+
+def _local_disk_mbr():
+    """A boot sector standing in for an installed system: prints KSDISK on COM1 and halts."""
+    msg = b"KSDISK local disk booted\r\n\0"
+    code = bytes([0xFA, 0xFC, 0x31, 0xC0, 0x8E, 0xD8,  # cli; cld; xor ax,ax; mov ds,ax
+                  0xBA, 0xF8, 0x03,                    # mov dx,0x3f8
+                  0xBE, 0x17, 0x7C,                    # mov si,0x7c17 (msg)
+                  0xAC, 0x84, 0xC0, 0x74, 0x03,        # next: lodsb; test al,al; jz halt
+                  0xEE, 0xEB, 0xF8,                    # out dx,al; jmp next
+                  0xF4, 0xEB, 0xFD])                   # halt: hlt; jmp halt
+    assert len(code) == 0x17
+    sector = code + msg
+    return sector + bytes(510 - len(sector)) + b"\x55\xaa"
+
+
+LOCAL_DISK_MBR = _local_disk_mbr()
 
 
 def timed(times, name):
@@ -85,17 +110,30 @@ def standin_mirror(base: Path) -> Path:
 class Client:
     """One QEMU PXE client on a tap in the lab bridge's namespace."""
 
-    def __init__(self, name, mac, firmware, workdir, br_ns):
+    def __init__(self, name, mac, firmware, workdir, br_ns, bmc_node_dir=None):
+        """bmc_node_dir: a disk-first machine behind the harness BMC (tests/harness/bmc.py): its
+        disk (bootindex 0) prints KSDISK and halts, its NIC has no boot index, QEMU's QMP
+        socket and pid file are where the BMC looks for them, and a reset reboots (no
+        -no-reboot) so that the BMC can power-cycle it."""
         self.name, self.mac, self.firmware, self.br_ns = name, mac, firmware, br_ns
         self.console = workdir / f"{name}.console.log"
         self.tap = f"tq{name[:10]}"
         run(["ip", "-n", br_ns, "tuntap", "add", "dev", self.tap, "mode", "tap"], check=True)
         run(["ip", "-n", br_ns, "link", "set", self.tap, "master", "br0", "up"], check=True)
         cmd = ["nsenter", f"--net=/run/netns/{br_ns}", "--", QEMU, "-accel", "tcg", "-m", "512",
-               "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-vga", "none",
-               "-monitor", "none", "-serial", f"file:{self.console}", "-boot", "n",
-               "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-               "-device", f"e1000,netdev=n0,mac={mac}"]
+               "-smp", "1", "-nodefaults", "-display", "none", "-vga", "none",
+               "-monitor", "none", "-serial", f"file:{self.console}",
+               "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
+        if bmc_node_dir is None:
+            cmd += ["-no-reboot", "-boot", "n", "-device", f"e1000,netdev=n0,mac={mac}"]
+        else:
+            disk = workdir / f"{name}.disk.img"
+            disk.write_bytes(LOCAL_DISK_MBR + bytes(1024 * 1024 - len(LOCAL_DISK_MBR)))
+            cmd += ["-device", f"e1000,netdev=n0,mac={mac},id=nic0",
+                    "-drive", f"file={disk},format=raw,if=none,id=disk0",
+                    "-device", "ide-hd,drive=disk0,id=disk0dev,bootindex=0",
+                    "-qmp", f"unix:{bmc_node_dir}/qmp.sock,server=on,wait=off",
+                    "-pidfile", str(bmc_node_dir / "qemu.pid")]
         if firmware == "uefi":
             vars_copy = workdir / f"{name}.OVMF_VARS.fd"
             shutil.copy(OVMF_VARS, vars_copy)
@@ -154,6 +192,7 @@ def test_pxe_boot(tmp_path):
             # a network namespace of its own, so this touches nothing outside the lab.
             "nspawn_args": [f"--bind-ro={mirror}:{MIRROR_IN_NODE}", "--capability=CAP_NET_ADMIN"]}
     clients = []
+    procs = []
     try:
         with timed(times, "lab_up"):
             rec = nspawn.up(spec)
@@ -167,6 +206,15 @@ def test_pxe_boot(tmp_path):
                     f"ansible_ssh_private_key_file: {rec['ssh_key']}\n"
                     "ansible_python_interpreter: /usr/bin/python3\n"
                     "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+        # ctl01's BMC: the harness' Redfish BMC on the controller's loopback (started below).
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            bmc_port = s.getsockname()[1]
+        with open(inv / "host_vars" / "ctl01.yml", "a") as f:
+            f.write(yaml.safe_dump({"kickstack_bmc": {
+                "protocol": "redfish", "address": "127.0.0.1", "port": bmc_port, "username": "kickstack",
+                "password": "{{ kickstack_secrets.ipmi_password }}", "systems_uri": "/redfish/v1/Systems/ctl01",
+                "verify_tls": False}}, sort_keys=False))
         build = tmp_path / "pxe"
         extra = ["-e", "pxe_server_log_dhcp=true",
                  "-e", f"pxe_server_image_base_url=file://{MIRROR_IN_NODE}"]
@@ -258,10 +306,59 @@ def test_pxe_boot(tmp_path):
         assert not re.search(rf"DHCP(OFFER|ACK)\(eth0\) \S+ {UNKNOWN_MAC}", log), log[-3000:]
         assert "KSTEST" not in unknown.text()
 
+        # Reinstall through the BMC. A disk-first machine with ctl01's MAC boots its local disk
+        # (KSDISK); reinstall.yml (ctl01 is the controller: forced) re-arms it on the boot server
+        # and has the BMC boot it from the network once; it installs under a new token.
+        bmc_dir = tmp_path / "bmc"
+        (bmc_dir / "ctl01").mkdir(parents=True)
+        (bmc_dir / "state.json").write_text(json.dumps({"nodes": [{"name": "ctl01"}]}))
+        bmc_password = read_secrets(inv)["ipmi_password"]
+        bmc_harness.configure(bmc_dir, "kickstack", bmc_password, bmc_port)
+        with open(bmc_dir / "bmc.out", "w") as out:
+            bmc_proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "harness" / "bmc.py"), "serve",
+                                         "--state-dir", str(bmc_dir)], stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(bmc_proc)
+        bmc_harness.wait_listening(bmc_port, bmc_proc.pid)
+        force = ["--limit", "ctl01", "-e", "kickstack_reinstall_force=ctl01"]
+        with timed(times, "reinstall_disk_boot"):
+            reinst = Client("reinst", CTL_MAC, "bios", workdir, br_ns, bmc_node_dir=bmc_dir / "ctl01")
+            clients.append(reinst)
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            while "KSDISK" not in reinst.text() and time.monotonic() < deadline:
+                time.sleep(1)
+        assert "KSDISK" in reinst.text(), reinst.text()[-2000:]
+        # --check re-arms nothing and touches no BMC.
+        with timed(times, "reinstall_check_mode"):
+            r = run_playbook("reinstall.yml", inv, build, *force, "--check")
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        assert re.search(r"^ctl01\s+built\s", node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout, re.M)
+        assert not [e for e in bmc_log(bmc_dir) if e["method"] not in ("GET", "HEAD")], bmc_log(bmc_dir)
+        since = journal_now()
+        with timed(times, "reinstall_playbook"):
+            r = run_playbook("reinstall.yml", inv, build, *force, "-vvv")
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+        for form in (bmc_password, base64.b64encode(f"kickstack:{bmc_password}".encode()).decode()):
+            assert form not in out, "the BMC password shows in reinstall.yml's -vvv output"
+        token2 = build_token(state)
+        assert token2 != token1 and token2 not in out
+        with timed(times, "reinstall_client"):
+            reinst.wait(BOOT_TIMEOUT)
+            reinst.kill()
+        console = reinst.text()
+        check_client(console, dnsmasq_log(state, since), "reinstall", token2)
+        assert console.index("KSDISK") < console.index("KSTEST"), console[-3000:]
+        changes = [(e["method"], e.get("boot"), e.get("reset_type"), e["status"]) for e in bmc_log(bmc_dir)
+                   if e["method"] in ("PATCH", "POST")]
+        assert changes == [("PATCH", "Pxe/Once", None, 204), ("POST", None, "ForceRestart", 204)], changes
+        assert bmc_harness.boot_override(bmc_dir, "ctl01") == {"target": "None", "enabled": "Disabled"}
+        assert re.search(r"^ctl01\s+built\s", node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout, re.M)
+
         # Back into build mode (a fresh token), then UEFI (OVMF, shim -> GRUB) installs again.
         assert node_sh(state, "/usr/local/sbin/kickstack-build", "arm", "ctl01").returncode == 0
-        token2 = build_token(state)
-        assert token2 != token1
+        token3 = build_token(state)
+        assert token3 not in (token1, token2)
         since = journal_now()
         with timed(times, "uefi_client"):
             uefi = Client("uefi", CTL_MAC, "uefi", workdir, br_ns)
@@ -269,7 +366,7 @@ def test_pxe_boot(tmp_path):
             uefi.wait(BOOT_TIMEOUT)
             uefi.kill()
         log = dnsmasq_log(state, since)
-        check_client(uefi.text(), log, "uefi", token2)
+        check_client(uefi.text(), log, "uefi", token3)
         for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
             assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
 
@@ -277,14 +374,18 @@ def test_pxe_boot(tmp_path):
         # expiry and 404 after it (the token is checked first). (Taking the host's own address on
         # the bridge instead would race pxe01's ARP cache entry for the client just killed.)
         assert node_sh(state, "/usr/local/sbin/kickstack-build", "arm", "ctl01", "--ttl", "4").returncode == 0
-        token3 = build_token(state)
-        assert http_code(br_ns, ks.format(token3)) == "403"
+        token4 = build_token(state)
+        assert http_code(br_ns, ks.format(token4)) == "403"
         time.sleep(5)
-        assert http_code(br_ns, ks.format(token3)) == "404"
+        assert http_code(br_ns, ks.format(token4)) == "404"
         assert re.search(r"^ctl01\s+expired\s", node_sh(state, "/usr/local/sbin/kickstack-build", "status").stdout, re.M)
     finally:
         for c in clients:
             c.kill()
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
         if not os.environ.get("KICKSTACK_KEEP"):
             nspawn.down(spec, quiet=True)
         times["total"] = round(time.monotonic() - t_all, 1)
@@ -295,6 +396,11 @@ def build_token(state_dir):
     """The host's current token, read from the boot server's state (test only: never printed)."""
     import json
     return json.loads(node_sh(state_dir, "cat", "/var/lib/kickstack/build/hosts/ctl01.json").stdout)["token"]
+
+
+def bmc_log(bmc_dir):
+    path = bmc_dir / "bmc.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def http_code(br_ns, url, source=OTHER_IP):

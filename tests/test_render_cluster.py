@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 import validators
-from conftest import REPO, VENV_BIN, copy_lab, run
+from conftest import REPO, VENV_BIN, copy_lab, read_secrets, run
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KICKSTACK_UPDATE_GOLDEN") == "1"
@@ -389,3 +389,50 @@ def test_cib_locking_clones_retry_failed_starts(cib_scripts):
     lv = _objects(cib_scripts["lvs"])["vg_shared-lv_test-clone"]
     params = {nv.get("name"): nv.get("value") for nv in lv.find("primitive/instance_attributes").iter("nvpair")}
     assert params == {"vgname": "vg_shared", "lvname": "lv_test", "vg_access_mode": "lvmlockd", "activation_mode": "shared"}
+
+
+# ---------------------------------------------------------------- fence devices from kickstack_bmc
+
+# The fence devices as the lab and the cluster scenario wrote them before kickstack_bmc (explicit
+# params); each inventory now defines each node's BMC once and the devices derive from it.
+_PW = "{{ kickstack_secrets.ipmi_password }}"
+FENCE_BEFORE = {
+    "lab": [{"name": f"fence-{h}", "agent": "fence_ipmilan", "host": h,
+             "params": {"ip": ip, "username": "kickstack", "password": _PW, "lanplus": 1}}
+            for h, ip in (("stor01", "10.60.0.131"), ("stor02", "10.60.0.132"))],
+    "cluster-scenario": [{"name": f"fence-{h}", "agent": "fence_redfish", "host": h,
+                          "params": {"ip": "10.0.2.100", "ipport": 443, "ssl_insecure": 1, "username": "kickstack",
+                                     "password": _PW, "systems_uri": f"/redfish/v1/Systems/{h}"}}
+                         for h in ("stor01", "stor02")],
+}
+
+
+def _cluster_scenario_inventory(dest):
+    """A lab copy (fresh secrets) laid out as molecule/cluster's inventory: its storage
+    group_vars and the storage nodes' host_vars directories (lab file, VM disks, BMC)."""
+    inv = copy_lab(dest)
+    scenario = REPO / "molecule" / "cluster" / "inventory"
+    (inv / "group_vars" / "storage.yml").unlink()
+    shutil.copytree(scenario / "group_vars" / "storage", inv / "group_vars" / "storage")
+    for host in ("stor01", "stor02"):
+        (inv / "host_vars" / f"{host}.yml").unlink()
+        shutil.copytree(scenario / "host_vars" / host, inv / "host_vars" / host)
+    return inv
+
+
+@pytest.mark.parametrize("site", ["lab", "cluster-scenario"])
+def test_fence_params_from_the_bmc_render_as_the_explicit_ones(site, lab, tmp_path):
+    """cluster.yml hands the cluster role the same fence devices (values and order) as the
+    explicit definitions did: cman's cluster.conf, which writes each device with every agent
+    parameter as an attribute, in order, carries exactly the explicit devices."""
+    inv = lab if site == "lab" else _cluster_scenario_inventory(tmp_path / "inventory")
+    result = render(inv, tmp_path / "out", EL6, "-e",
+                    json.dumps({"kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "clvmd"}))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    secret = read_secrets(inv)["ipmi_password"]
+    expected = ["".join([f'<fencedevice name="{d["name"]}" agent="{d["agent"]}"']
+                        + [f' {k}="{secret if v == _PW else v}"' for k, v in d["params"].items()] + ["/>"])
+                for d in FENCE_BEFORE[site]]
+    for host in ("stor01", "stor02"):
+        text = (tmp_path / "out" / host / "etc/cluster/cluster.conf").read_text()
+        assert [line.strip() for line in text.splitlines() if "<fencedevice " in line] == expected

@@ -19,8 +19,21 @@ The Redfish service (``vm.py up`` starts it when the spec has a ``bmc`` object) 
 
     GET  /redfish/v1                          service root, links Systems
     GET  /redfish/v1/Systems                  Members: /redfish/v1/Systems/<node>
-    GET  /redfish/v1/Systems/<node>           PowerState On|Off, Actions.#ComputerSystem.Reset
+    GET  /redfish/v1/Systems/<node>           PowerState On|Off, Boot, Actions.#ComputerSystem.Reset
+    PATCH /redfish/v1/Systems/<node>          {"Boot": {"BootSourceOverrideTarget": None|Pxe|Hdd,
+                                               "BootSourceOverrideEnabled": Disabled|Once}}
     POST /redfish/v1/Systems/<node>/Actions/ComputerSystem.Reset   {"ResetType": On|ForceOff|ForceRestart}
+
+The boot override (<node>/boot-override.json) is taken by the next boot the BMC starts (On from
+Off, ForceRestart), as on a real BMC: before that reset the emulator moves the VM's NICs to the
+front of QEMU's boot order (the devices' ``bootindex``, through QMP ``qom-set``) and clears the
+override. QEMU gives the firmware the boot order when the firmware reads it during POST, not at
+the reset, so the old order is put back BOOT_ORDER_HOLD seconds later (env
+KICKSTACK_BMC_BOOT_ORDER_HOLD, default 20: POST reads it within a few seconds, an installer
+reboots minutes later) or at the node's next power action, whichever comes first
+(<node>/boot-restore.json holds it until then): the boot after the one-time boot is from disk
+again. Only a running QEMU can be re-ordered: a VM that QEMU has to start again keeps the
+override for the next reset.
 
 Guests reach it at 10.0.2.100:443: their user-mode NIC forwards that address (guestfwd) to
 ``bmc.py relay``, one process per connection, which pipes the connection to the service and
@@ -51,10 +64,13 @@ from pathlib import Path
 GUEST_ADDRESS = "10.0.2.100"  # inside QEMU's user-mode network 10.0.2.0/24, outside its DHCP pool
 GUEST_PORT = 443              # fence_redfish's default ipport
 RESET_TYPES = ("On", "ForceOff", "ForceRestart")
+BOOT_TARGETS = ("None", "Pxe", "Hdd")
+BOOT_ENABLED = ("Disabled", "Once")
 ACTIONS = {"On": "on", "ForceOff": "off", "ForceRestart": "reset"}
 ROOT = "/redfish/v1"
 RELAY_MAGIC = b"KSRELAY "
 QMP_TIMEOUT = 15.0
+BOOT_ORDER_HOLD = float(os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD", "20"))
 
 
 class PowerError(RuntimeError):
@@ -226,6 +242,10 @@ def power(sdir: Path, node: str, action: str) -> dict:
     marker = sdir / node / "power-off"
     with _node_lock(sdir, node):
         q = _qmp(sdir, node)
+        if q is not None:
+            with q:
+                _restore_boot_order(q, sdir, node)
+            q = _qmp(sdir, node)
         if q is None:
             if action in ("on", "reset"):
                 _relaunch(sdir, node)
@@ -239,12 +259,112 @@ def power(sdir: Path, node: str, action: str) -> dict:
                     if action == "off":
                         marker.touch()
                 elif action == "on" and marker.exists() or action == "reset":
+                    restore = _apply_boot_override(q, sdir, node)
                     q.execute("system_reset")
                     q.wait_event("RESET", timeout=10)
+                    if restore is not None:
+                        # Taken by this boot; the order goes back once the firmware has read it.
+                        (sdir / node / "boot-restore.json").write_text(json.dumps(restore) + "\n")
+                        (sdir / node / "boot-override.json").unlink(missing_ok=True)
+                        timer = threading.Timer(BOOT_ORDER_HOLD, _restore_later, (sdir, node))
+                        timer.daemon = True
+                        timer.start()
                     if not q.execute("query-status").get("running"):
                         q.execute("cont")
                     marker.unlink(missing_ok=True)
         return _power_state(sdir, node)
+
+
+# ---------------------------------------------------------------- boot override
+def boot_override(sdir: Path, node: str) -> dict:
+    """{"target": ..., "enabled": ...} as the Redfish Boot property shows them."""
+    try:
+        data = json.loads((sdir / node / "boot-override.json").read_text())
+        return {"target": data["target"], "enabled": data["enabled"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"target": "None", "enabled": "Disabled"}
+
+
+def set_boot_override(sdir: Path, node: str, target: str, enabled: str) -> dict:
+    with _node_lock(sdir, node):
+        path = sdir / node / "boot-override.json"
+        if enabled == "Disabled" or target == "None":
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(json.dumps({"target": target, "enabled": enabled}) + "\n")
+        return boot_override(sdir, node)
+
+
+def _boot_devices(q: QMP) -> list[dict]:
+    """The VM's devices that have a boot index: QOM path, whether it is a NIC, its bootindex."""
+    devices = []
+    for base in ("/machine/peripheral", "/machine/peripheral-anon"):
+        try:
+            children = q.execute("qom-list", {"path": base})
+        except PowerError:
+            continue
+        for child in children:
+            if not str(child.get("type", "")).startswith("child<"):
+                continue
+            path = f"{base}/{child['name']}"
+            props = {p["name"] for p in q.execute("qom-list", {"path": path})}
+            if "bootindex" in props:
+                devices.append({"path": path, "nic": "mac" in props,
+                                "bootindex": int(q.execute("qom-get", {"path": path, "property": "bootindex"}))})
+    return devices
+
+
+def _set_boot_order(q: QMP, devices: list[dict]) -> None:
+    """Give each device its bootindex (every one cleared first: QEMU refuses an index in use)."""
+    for dev in devices:
+        q.execute("qom-set", {"path": dev["path"], "property": "bootindex", "value": -1})
+    for dev in devices:
+        if dev["bootindex"] >= 0:
+            q.execute("qom-set", {"path": dev["path"], "property": "bootindex", "value": dev["bootindex"]})
+
+
+def _restore_boot_order(q: QMP, sdir: Path, node: str) -> None:
+    """Put back the boot order a one-time boot changed, if it is still changed."""
+    path = sdir / node / "boot-restore.json"
+    try:
+        devices = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    _set_boot_order(q, devices)
+    path.unlink(missing_ok=True)
+
+
+def _restore_later(sdir: Path, node: str) -> None:
+    try:
+        with _node_lock(sdir, node):
+            q = _qmp(sdir, node)
+            if q is None:  # QEMU is gone: a restart starts with its own order anyway
+                (sdir / node / "boot-restore.json").unlink(missing_ok=True)
+                return
+            with q:
+                _restore_boot_order(q, sdir, node)
+        log_event(sdir, client="timer", method="BOOT-ORDER", path=None, system=node, reset_type=None,
+                  status=0, result="boot order put back after the one-time boot")
+    except (PowerError, OSError) as exc:
+        log_event(sdir, client="timer", method="BOOT-ORDER", path=None, system=node, reset_type=None,
+                  status=0, result=f"boot order not put back: {exc}")
+
+
+def _apply_boot_override(q: QMP, sdir: Path, node: str) -> list[dict] | None:
+    """Before a reset: with a pending Pxe override, the NICs boot first. Returns the order to
+    put back after the reset, or None when there is nothing to put back."""
+    override = boot_override(sdir, node)
+    if override["enabled"] == "Disabled" or override["target"] == "None":
+        return None
+    if override["target"] == "Hdd":  # the disk comes first already: the boot just takes the override
+        (sdir / node / "boot-override.json").unlink(missing_ok=True)
+        return None
+    devices = _boot_devices(q)
+    if not any(d["nic"] for d in devices):
+        raise PowerError(f"{node}: a network boot was asked for, but the VM has no NIC with a boot index")
+    rank = sorted(devices, key=lambda d: (not d["nic"], d["bootindex"] < 0, d["bootindex"]))
+    _set_boot_order(q, [dict(d, bootindex=i) for i, d in enumerate(rank)])
+    return devices
 
 
 # ---------------------------------------------------------------- log
@@ -301,7 +421,7 @@ def read_config(sdir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- Redfish service
-def _system(name: str, state: dict) -> dict:
+def _system(name: str, state: dict, boot: dict) -> dict:
     uri = f"{ROOT}/Systems/{name}"
     return {
         "@odata.id": uri,
@@ -313,6 +433,11 @@ def _system(name: str, state: dict) -> dict:
         "Model": "kickstack test VM (TCG)",
         "PowerState": state["power"],
         "Status": {"State": "Enabled" if state["power"] == "On" else "StandbyOffline", "Health": "OK"},
+        "Boot": {
+            "BootSourceOverrideEnabled": boot["enabled"],
+            "BootSourceOverrideTarget": boot["target"],
+            "BootSourceOverrideTarget@Redfish.AllowableValues": list(BOOT_TARGETS),
+        },
         "Actions": {
             "#ComputerSystem.Reset": {
                 "target": f"{uri}/Actions/ComputerSystem.Reset",
@@ -394,12 +519,13 @@ def make_server(sdir: Path, host: str = "127.0.0.1"):
                 if rest[1] not in nodes:
                     return 404, "no such system", _error(f"no system {rest[1]}", "Base.1.0.ResourceMissingAtURI"), None
             resource = "/".join(rest[:1] + (["<node>"] if len(rest) >= 2 else []) + rest[2:])
-            allowed = {"": "GET", "Systems": "GET", "Systems/<node>": "GET",
-                       "Systems/<node>/Actions/ComputerSystem.Reset": "POST"}.get(resource)
+            allowed = {"": ("GET",), "Systems": ("GET",), "Systems/<node>": ("GET", "PATCH"),
+                       "Systems/<node>/Actions/ComputerSystem.Reset": ("POST",)}.get(resource)
             if allowed is None:
                 return 404, "not found", _error(f"no resource {path}", "Base.1.0.ResourceMissingAtURI"), None
-            if method not in (allowed, "HEAD" if allowed == "GET" else allowed):
-                return 405, "method not allowed", _error(f"{method} not allowed on {path}"), {"Allow": allowed}
+            if method not in allowed + (("HEAD",) if "GET" in allowed else ()):
+                return 405, "method not allowed", _error(f"{method} not allowed on {path}"), \
+                    {"Allow": ", ".join(allowed)}
             if resource == "":
                 return 200, "ok", {
                     "@odata.id": ROOT, "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
@@ -412,13 +538,15 @@ def make_server(sdir: Path, host: str = "127.0.0.1"):
                     "Name": "Computer System Collection", "Members@odata.count": len(nodes),
                     "Members": [{"@odata.id": f"{ROOT}/Systems/{n}"} for n in nodes]}, None
             name = rest[1]
+            if resource == "Systems/<node>" and method == "PATCH":
+                return self._patch_system(name, body, entry)
             if resource == "Systems/<node>":
                 try:
                     state = power_state(sdir, name)
                 except PowerError as exc:
                     return 503, str(exc), _error(str(exc)), None
                 entry["power"] = state["power"]
-                return 200, "ok", _system(name, state), None
+                return 200, "ok", _system(name, state, boot_override(sdir, name)), None
             try:
                 reset_type = json.loads(body or b"{}").get("ResetType")
             except (ValueError, AttributeError):
@@ -433,6 +561,35 @@ def make_server(sdir: Path, host: str = "127.0.0.1"):
             except PowerError as exc:
                 return 503, str(exc), _error(str(exc)), None
             entry["power"] = state["power"]
+            return 204, "ok", None, None
+
+        def _patch_system(self, name, body, entry):
+            """Only the boot override can be changed: Boot.BootSourceOverrideTarget/Enabled."""
+            try:
+                data = json.loads(body or b"{}")
+            except ValueError:
+                return 400, "malformed JSON body", _error("malformed JSON body", "Base.1.0.MalformedJSON"), None
+            boot = data.get("Boot") if isinstance(data, dict) else None
+            if not isinstance(boot, dict) or set(data) != {"Boot"} or not boot:
+                return 400, "only Boot can be patched", _error(
+                    "only the Boot property can be changed", "Base.1.0.PropertyNotWritable"), None
+            current = boot_override(sdir, name)
+            target = boot.get("BootSourceOverrideTarget", current["target"])
+            enabled = boot.get("BootSourceOverrideEnabled", current["enabled"])
+            entry["boot"] = f"{target}/{enabled}"
+            unknown = sorted(set(boot) - {"BootSourceOverrideTarget", "BootSourceOverrideEnabled"})
+            if unknown:
+                return 400, f"unsupported Boot properties {unknown}", _error(
+                    f"Boot.{unknown[0]} is not supported", "Base.1.0.PropertyNotWritable"), None
+            if target not in BOOT_TARGETS or enabled not in BOOT_ENABLED:
+                return 400, f"unsupported override {target!r}/{enabled!r}", _error(
+                    f"BootSourceOverrideTarget must be one of {', '.join(BOOT_TARGETS)} and "
+                    f"BootSourceOverrideEnabled one of {', '.join(BOOT_ENABLED)}",
+                    "Base.1.0.PropertyValueNotInList"), None
+            try:
+                set_boot_override(sdir, name, target, enabled)
+            except OSError as exc:
+                return 503, str(exc), _error(str(exc)), None
             return 204, "ok", None, None
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle

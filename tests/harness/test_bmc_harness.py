@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import shlex
 import shutil
 import socket
@@ -43,6 +44,11 @@ class FakeQMP(threading.Thread):
         self.status = "running"
         self.commands: list[str] = []
         self.resets = 0
+        # QOM devices with a boot index, as a disk-first PXE client has them: the disk boots,
+        # the NIC has an option ROM but no boot index. boot_orders: the order at each reset.
+        self.devices = {"/machine/peripheral/disk0": {"bootindex": 0, "nic": False},
+                        "/machine/peripheral/nic0": {"bootindex": -1, "nic": True}}
+        self.boot_orders: list[dict] = []
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(str(path))
         self.srv.listen(4)
@@ -66,7 +72,8 @@ class FakeQMP(threading.Thread):
         send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}})
         f = conn.makefile("rb")
         for line in f:
-            cmd = json.loads(line)["execute"]
+            msg = json.loads(line)
+            cmd, args = msg["execute"], msg.get("arguments", {})
             self.commands.append(cmd)
             if cmd == "qmp_capabilities":
                 send({"return": {}})
@@ -80,8 +87,28 @@ class FakeQMP(threading.Thread):
                 self.running, self.status = True, "running"
                 send({"return": {}})
                 send({"event": "RESUME", "timestamp": {"seconds": 0, "microseconds": 0}})
+            elif cmd == "qom-list":
+                path = args["path"]
+                if path == "/machine/peripheral":
+                    send({"return": [{"name": p.rsplit("/", 1)[1], "type": "child<x>"} for p in self.devices]
+                          + [{"name": "type", "type": "string"}]})
+                elif path in self.devices:
+                    props = ["type", "bootindex"] + (["mac", "netdev"] if self.devices[path]["nic"] else ["drive"])
+                    send({"return": [{"name": n, "type": "str"} for n in props]})
+                else:
+                    send({"error": {"class": "DeviceNotFound", "desc": f"Device '{path}' not found"}})
+            elif cmd == "qom-get":
+                send({"return": self.devices[args["path"]]["bootindex"]})
+            elif cmd == "qom-set":
+                value = args["value"]
+                if value >= 0 and any(d["bootindex"] == value for p, d in self.devices.items() if p != args["path"]):
+                    send({"error": {"class": "GenericError", "desc": f"The bootindex {value} has already been used"}})
+                else:
+                    self.devices[args["path"]]["bootindex"] = value
+                    send({"return": {}})
             elif cmd == "system_reset":
                 self.resets += 1
+                self.boot_orders.append(self.boot_order())
                 if not self.running:
                     self.status = "prelaunch"
                 send({"return": {}})
@@ -90,6 +117,11 @@ class FakeQMP(threading.Thread):
                       "timestamp": {"seconds": 0, "microseconds": 0}})
             else:
                 send({"error": {"class": "CommandNotFound", "desc": f"The command {cmd} has not been found"}})
+
+    def boot_order(self) -> list[str]:
+        """Device names in the order the firmware would try them (what QEMU's reset hands it)."""
+        ranked = sorted((d["bootindex"], p.rsplit("/", 1)[1]) for p, d in self.devices.items() if d["bootindex"] >= 0)
+        return [name for _i, name in ranked]
 
     def close(self):
         self.srv.close()
@@ -123,11 +155,22 @@ def state_root(tmp_path_factory):
     vm.STATE_ROOT = saved
 
 
+HOLD = 1.0  # the BMC's KICKSTACK_BMC_BOOT_ORDER_HOLD here (seconds)
+
+
 @pytest.fixture(scope="module")
 def lab(state_root):
     if not shutil.which("openssl"):
         pytest.skip("openssl CLI missing")
-    sdir, st, fakes, pid = make_fake_lab(LAB, ["n1", "n2"])
+    saved = os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD")
+    os.environ["KICKSTACK_BMC_BOOT_ORDER_HOLD"] = str(HOLD)  # the BMC daemon inherits it
+    try:
+        sdir, st, fakes, pid = make_fake_lab(LAB, ["n1", "n2"])
+    finally:
+        if saved is None:
+            os.environ.pop("KICKSTACK_BMC_BOOT_ORDER_HOLD")
+        else:
+            os.environ["KICKSTACK_BMC_BOOT_ORDER_HOLD"] = saved
     yield {"sdir": sdir, "st": st, "fakes": fakes, "pid": pid}
     vm.down(LAB)
     for f in fakes.values():
@@ -312,6 +355,7 @@ def test_bad_requests(lab):
     status, _, headers = request(lab, "GET", "/redfish/v1/Systems/n1/Actions/ComputerSystem.Reset")
     assert status == 405 and headers["Allow"] == "POST"
     assert request(lab, "DELETE", "/redfish/v1/Systems/n1")[0] == 405
+    assert request(lab, "PATCH", "/redfish/v1/Systems")[0] == 405
     assert lab["fakes"]["n1"].running and lab["fakes"]["n1"].resets == 0
 
 
@@ -501,3 +545,90 @@ def test_power_on_relaunches_a_stopped_qemu(state_root, tmp_path):
         assert (sdir / "y1" / "serial.log.prev").read_text() == "old boot\n"
     finally:
         vm.down(lab3)
+
+
+# ---------------------------------------------------------------- one-time boot override
+def patch_boot(lab, name, boot):
+    return request(lab, "PATCH", f"/redfish/v1/Systems/{name}", {"Boot": boot})
+
+
+def test_boot_override_shown_and_refused_when_unsupported(lab):
+    boot = request(lab, "GET", "/redfish/v1/Systems/n2")[1]["Boot"]
+    assert boot["BootSourceOverrideEnabled"] == "Disabled" and boot["BootSourceOverrideTarget"] == "None"
+    assert "Pxe" in boot["BootSourceOverrideTarget@Redfish.AllowableValues"]
+    for bad in ({"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Continuous"},
+                {"BootSourceOverrideTarget": "Usb", "BootSourceOverrideEnabled": "Once"},
+                {"BootSourceOverrideMode": "UEFI"}, {}):
+        status, body, _ = patch_boot(lab, "n2", bad)
+        assert status == 400 and "error" in body, bad
+    assert request(lab, "PATCH", "/redfish/v1/Systems/n2", {"AssetTag": "x"})[0] == 400
+    assert request(lab, "PATCH", "/redfish/v1/Systems/n2", b"{not json")[0] == 400
+    assert request(lab, "PATCH", "/redfish/v1/Systems/n2", {"Boot": {"BootSourceOverrideTarget": "Pxe"}},
+                   auth=(USER, "wrong"))[0] == 401
+    assert request(lab, "GET", "/redfish/v1/Systems/n2")[1]["Boot"]["BootSourceOverrideEnabled"] == "Disabled"
+
+
+def test_one_time_pxe_boot_is_taken_by_the_next_reset_only(lab):
+    fake = lab["fakes"]["n2"]
+    fake.boot_orders.clear()
+    assert patch_boot(lab, "n2", {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"})[0] == 204
+    boot = request(lab, "GET", "/redfish/v1/Systems/n2")[1]["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("Pxe", "Once")
+    assert fake.boot_order() == ["disk0"], "setting the override changes nothing before the boot"
+    assert reset(lab, "n2", "ForceRestart")[0] == 204
+    assert fake.boot_orders == [["nic0", "disk0"]], "the reset boots from the network first"
+    boot = request(lab, "GET", "/redfish/v1/Systems/n2")[1]["Boot"]
+    assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("None", "Disabled")
+    # The firmware reads the order during POST: it stays network-first for a while, then is put back.
+    assert fake.boot_order() == ["nic0", "disk0"]
+    deadline = time.monotonic() + HOLD + 10
+    while fake.boot_order() != ["disk0"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake.boot_order() == ["disk0"], "the order after that boot is the disk's again"
+    assert reset(lab, "n2", "ForceRestart")[0] == 204
+    assert fake.boot_orders[-1] == ["disk0"]
+    # From power off, On takes it as well, and the next power action puts the order back at once.
+    assert patch_boot(lab, "n2", {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"})[0] == 204
+    assert reset(lab, "n2", "ForceOff")[0] == 204
+    assert fake.boot_orders[-1] == ["disk0"] and len(fake.boot_orders) == 2, "ForceOff is no boot"
+    assert reset(lab, "n2", "On")[0] == 204
+    assert fake.boot_orders[-1] == ["nic0", "disk0"]
+    assert reset(lab, "n2", "ForceRestart")[0] == 204
+    assert fake.boot_orders[-1] == ["disk0"]
+    # Disabled withdraws a pending override.
+    assert patch_boot(lab, "n2", {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"})[0] == 204
+    assert patch_boot(lab, "n2", {"BootSourceOverrideEnabled": "Disabled"})[0] == 204
+    assert reset(lab, "n2", "ForceRestart")[0] == 204
+    assert fake.boot_orders[-1] == ["disk0"]
+    assert any(e.get("boot") == "Pxe/Once" and e["status"] == 204 for e in log_entries(lab))
+
+
+@pytest.mark.parametrize("power", ["On", "Off"])
+def test_reinstall_bmc_tasks_drive_the_override(lab, tmp_path, power):
+    """The BMC steps of playbooks/reinstall.yml (playbooks/tasks/bmc_network_boot.yml), with
+    the real community.general modules: the power state from redfish_info, then
+    SetOneTimeBoot Pxe and PowerForceRestart (PowerOn when off) for one system of several."""
+    ansible = Path(sys.executable).parent / "ansible-playbook"
+    if not ansible.exists():
+        pytest.skip("no ansible-playbook next to this Python")
+    fake = lab["fakes"]["n1"]
+    if power == "Off":
+        assert reset(lab, "n1", "ForceOff")[0] == 204
+    fake.boot_orders.clear()
+    play = tmp_path / "play.yml"
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_tasks": str(HERE.parent.parent / "playbooks" / "tasks" / "bmc_network_boot.yml")}]}]))
+    bmc_vars = {"protocol": "redfish", "address": "127.0.0.1", "port": lab["st"]["bmc"]["host_port"],
+                "username": USER, "systems_uri": "/redfish/v1/Systems/n1", "verify_tls": False, "resource_id": "n1"}
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
+    res = subprocess.run([str(ansible), "-i", "localhost,", "-c", "local", str(play), "-vvv",
+                          "-e", json.dumps({"bmc": bmc_vars, "bmc_password": PASSWORD,
+                                            "ansible_python_interpreter": sys.executable})],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert fake.boot_orders == [["nic0", "disk0"]] and fake.running
+    assert power_state(lab, "n1") == "On"
+    assert lab["fakes"]["n2"].boot_order() == ["disk0"]
+    posts = [e["reset_type"] for e in log_entries(lab) if e["method"] == "POST" and e["system"] == "n1"]
+    assert posts[-1] == ("On" if power == "Off" else "ForceRestart")
+    assert PASSWORD not in res.stdout + res.stderr

@@ -20,6 +20,7 @@ import re
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kickstack.core.plugins.module_utils import schema
+from ansible_collections.kickstack.core.plugins.module_utils.bmc import FENCE_AGENT_PROTOCOL, fence_params, redfish_resource_id
 from ansible_collections.kickstack.core.plugins.module_utils.locales import UTF8_LOCALES
 
 try:
@@ -417,6 +418,20 @@ def _check_storage(name: str, hv: Dict[str, Any], host: Dict[str, Any], problems
         lv_names.setdefault(lv["name"], index)
 
 
+def _bmc(name: str, bmc: Any, problems: Problems) -> Optional[Dict[str, Any]]:
+    """The host's BMC as the plays read it: everything but the password (which stays in the
+    inventory, read by the play that needs it), defaults filled in."""
+    if not isinstance(bmc, dict):
+        return None
+    if bmc["protocol"] == "ipmi" and bmc.get("systems_uri"):
+        problems.add(name, "kickstack_bmc.systems_uri",
+                     "is a Redfish setting, but protocol is ipmi: remove it or set protocol: redfish")
+    out = {key: bmc.get(key) for key in ("protocol", "address", "port", "username", "systems_uri")}
+    out["verify_tls"] = bmc.get("verify_tls", True)
+    out["resource_id"] = redfish_resource_id(bmc) if bmc["protocol"] == "redfish" else None
+    return out
+
+
 def _check_host(name: str, hv: Dict[str, Any], group_names: Any, site: Dict[str, Any],
                 platforms: Dict[str, Any], problems: Problems, seen: Dict[str, Dict[str, str]]) -> Dict[str, Any]:
     if not INVENTORY_NAME_RE.fullmatch(name):
@@ -473,6 +488,7 @@ def _check_host(name: str, hv: Dict[str, Any], group_names: Any, site: Dict[str,
         "netboot": _get(hv, "kickstack_netboot"),
     }
     host.update(_disks(name, hv, profile or "", problems))
+    host["bmc"] = _bmc(name, hv.get("kickstack_bmc"), problems)
     if profile == "storage":
         _check_storage(name, hv, host, problems)
     return host
@@ -518,7 +534,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
             problems.suppress(name, HOST_KEYS)
             model_hosts[name] = {"name": name, "hostname": name, "fqdn": name, "profile": None, "os": None,
                                  "platform": None, "interfaces": [], "boot_nic": None, "mgmt_ip": None,
-                                 "netboot": False, "os_disk": None, "disks": [], "drbd_disk": None,
+                                 "netboot": False, "bmc": None, "os_disk": None, "disks": [], "drbd_disk": None,
                                  "os_disk_ks": None, "partitions": None}
 
     for stage in (lambda: _check_roles(model_hosts, site, problems, require_pxe),
@@ -623,15 +639,25 @@ def _check_fencing(hosts: Dict[str, Dict[str, Any]], problems: Problems) -> None
                 problems.add(name, f"{where}.agent",
                              f"{agent} is not a fence agent kickstack knows (e.g. fence_ipmilan, fence_redfish, "
                              "fence_idrac, fence_ilo4, fence_virsh, fence_xvm, fence_scsi, fence_sbd): check the name")
-            params = dev.get("params", {})
-            if agent in FENCE_AGENTS_WITH_LOGIN:
+            own = dev.get("params", {})
+            bmc = hosts[target].get("bmc") if target in hosts else None
+            # The password never enters the model: the schema made sure the BMC has one.
+            params = fence_params(agent, dict(bmc, password="(from the vault)") if bmc else None, own)
+            protocol = FENCE_AGENT_PROTOCOL.get(agent)
+            if protocol and bmc and bmc["protocol"] != protocol and not own.get("ip"):
+                problems.add(name, f"{where}.agent",
+                             f"{agent} speaks {protocol}, but {target}'s kickstack_bmc is {bmc['protocol']}: use "
+                             f"an agent for {bmc['protocol']} (fence_redfish or fence_ipmilan), or give params.ip "
+                             "and the rest of the connection")
+            elif agent in FENCE_AGENTS_WITH_LOGIN:
                 for names, what in ((_FENCE_ADDRESS, "the management address"), (_FENCE_LOGIN, "the user name"),
                                     (_FENCE_PASSWORD, "the password (or password_script)")):
                     if not any(params.get(k) not in (None, "") for k in names):
                         problems.add(name, f"{where}.params",
                                      f"{agent} needs {what}: set params.{names[0]}"
                                      + (" (from the vault, e.g. \"{{ kickstack_secrets.ipmi_password }}\")"
-                                        if names is _FENCE_PASSWORD else ""))
+                                        if names is _FENCE_PASSWORD else "")
+                                     + (f", or give {target} a kickstack_bmc" if protocol and not bmc else ""))
             if target not in hosts:
                 problems.add(name, f"{where}.host", f"{target!r} is not a host of the inventory")
             elif hosts[target]["profile"] != "storage":

@@ -304,6 +304,28 @@ class Plain(Spec):
 
 
 @dataclass(frozen=True)
+class Secret(Spec):
+    """A password or similar: a non-empty string without control characters, never shown."""
+
+    def type_name(self) -> str:
+        return "string (secret)"
+
+    def describe(self) -> str:
+        return "a vault reference like \"{{ kickstack_secrets.ipmi_password }}\"; no control characters"
+
+    def check(self, value: Any, ctx: Ctx, path: str) -> Any:
+        if not isinstance(value, str):
+            return ctx.bad(path, f"is {_type_of(value)}, expected a string (from the vault, e.g. "
+                                 "\"{{ kickstack_secrets.ipmi_password }}\")")
+        if value == "":
+            return ctx.bad(path, "is empty: set it from the vault, e.g. \"{{ kickstack_secrets.ipmi_password }}\"")
+        if not re.fullmatch(r"[^\x00-\x1f\x7f\u2028\u2029\x85]{1,255}", value):
+            return ctx.bad(path, "contains a control character (e.g. a newline) or is longer than 255 "
+                                 "characters: fix the secret")
+        return value
+
+
+@dataclass(frozen=True)
 class Opaque(Spec):
     """A mapping whose values are secrets: only its shape is checked here."""
 
@@ -362,6 +384,17 @@ FENCE_DEVICE = Record(fields=(
     ("agent", Str(pattern=r"fence_[a-z0-9_]+", hint="a fence agent name like fence_ipmilan"), True),
     ("host", Str(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", hint="the inventory name of the node it fences"), True),
     ("params", Named(key=Str(pattern=r"[a-z][a-z0-9_]*", hint="an agent parameter name like ip"), value=Plain()), False),
+))
+BMC = Record(fields=(
+    ("protocol", Str(choices=("redfish", "ipmi")), True),
+    ("address", Str(pattern=DNS_NAME + "|" + IPV4, max_len=253,
+                    hint="the BMC's host name or IPv4 address like 10.60.0.131"), True),
+    ("port", Int(minimum=1, maximum=65535, hint="1-65535"), False),
+    ("username", Str(pattern=r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}", hint="a BMC user name like kickstack"), True),
+    ("password", Secret(), True),
+    ("systems_uri", Str(pattern=r"/redfish/v1/Systems/[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,63}",
+                        hint="the host's Redfish system like /redfish/v1/Systems/1"), False),
+    ("verify_tls", Bool(), False),
 ))
 SHARED_LV = Record(fields=(
     ("name", Str(pattern=LVM_NAME, hint="an LVM name like lv_data"), True),
@@ -468,7 +501,10 @@ FIELDS: Tuple[Field, ...] = (
     Field("kickstack_profile", "group", Str(choices=("controller", "compute", "storage", "pxe")), _NONE,
           "The host's role; set by its group (one of controller, compute, storage, pxe).", required=True),
     Field("kickstack_fence_devices", "group", List(item=FENCE_DEVICE, hint="{name, agent, host, params}"), [],
-          "Storage: fence devices of the pair's cluster; params are the agent's (password from the vault).",
+          "Storage: fence devices of the pair's cluster; params are the agent's (password from the vault). "
+          "fence_redfish, fence_ipmilan and fence_ipmilanplus take ip, ipport, username, password (and "
+          "systems_uri, ssl_insecure or lanplus) from the fenced host's kickstack_bmc; params given "
+          "here are added on top.",
           unsafe="any character but control characters in params (never shown)"),
     Field("kickstack_cluster_allow_no_fencing", "group", Bool(), False,
           "Storage: allow a cluster without fence devices (test labs only)."),
@@ -519,6 +555,12 @@ FIELDS: Tuple[Field, ...] = (
     Field("kickstack_os", "host", Str(pattern=r"[a-z0-9.-]+", hint="an OS release like centos-stream-10"),
           _NONE, "OS release of the host; set the site's default in group_vars/all.", required=True),
     Field("kickstack_netboot", "host", Bool(), True, "Whether the host PXE-boots into the installer."),
+    Field("kickstack_bmc", "host", BMC, None,
+          "The host's BMC: {protocol (redfish | ipmi), address, port?, username, password (from the vault), "
+          "systems_uri? (Redfish, when the BMC manages several systems), verify_tls? (Redfish, default true)}. "
+          "playbooks/reinstall.yml needs it; fence_redfish and fence_ipmilan devices take their "
+          "connection from the fenced host's BMC.",
+          unsafe="any character but control characters in password (never shown)"),
     Field("kickstack_drbd_disk", "host", Str(pattern=DISK, hint="a disk like sdb or disk/by-id/..."), _NONE,
           "Storage: the DRBD backing disk (never touched by the installer)."),
     Field("kickstack_drbd_peer", "host", Str(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", hint="an inventory host name"),
