@@ -108,6 +108,10 @@ CASES = [
      "stor01: kickstack_shared_lvs: is a mapping, expected a list"),
     ("type shared lv size int", [("storage", "kickstack_shared_lvs", [{"name": "lv", "size": 64}])],
      "stor01: kickstack_shared_lvs[0].size: is a number (64), expected a string"),
+    ("fence tolerance zero", [("storage", "kickstack_drbd_fence_tolerance", 0)],
+     "stor01: kickstack_drbd_fence_tolerance: 0 is out of range: must be between 1 and 3600"),
+    ("fence tolerance differs in pair", [("stor02", "kickstack_drbd_fence_tolerance", 60)],
+     "stor01: kickstack_drbd_fence_tolerance: 120 differs from 60 on its peer stor02"),
     ("type totem token str", [("storage", "kickstack_cluster_totem_token", "3000")],
      "stor01: kickstack_cluster_totem_token: is a string ('3000'), expected an integer: write it without quotes "
      "(with -e, pass JSON: -e '{\"kickstack_cluster_totem_token\": 3000}', or a file: -e @vars.yml)"),
