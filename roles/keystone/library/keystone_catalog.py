@@ -45,7 +45,9 @@ options:
     elements: dict
     default: []
   users:
-    description: Users that must exist, as C({name, password, project, roles}); each gets I(roles) on I(project).
+    description: >-
+      Users that must exist, as C({name, password, project, roles}); each gets I(roles) (default admin and
+      service) on I(project).
     type: list
     elements: dict
     default: []
@@ -78,6 +80,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 INTERFACES = ("public", "internal", "admin")
+
+
+# A service user's roles unless it names its own: admin on the service project, and `service`,
+# which keystonemiddleware requires of a service token (service_token_roles_required, on by
+# default) before it accepts a call one service makes on a user's behalf.
+SERVICE_ROLES = ["admin", "service"]
 
 
 class KeystoneError(Exception):
@@ -182,7 +190,7 @@ class Keystone:
             if self.password_auth(name, password) is None:
                 self.change(f"user {name}: password reset", "PATCH", f"/users/{user_id}",
                             {"user": {"password": password}})
-        for role in spec.get("roles") or ["admin"]:
+        for role in spec.get("roles") or SERVICE_ROLES:
             role_id = self.role_id(role)
             if not (user_id and project_id and role_id):  # created just now in check mode
                 self.changes.append(f"user {name}: role {role} on {spec.get('project')} granted")
@@ -257,7 +265,7 @@ def main():
                 "name": {"type": "str", "required": True},
                 "password": {"type": "str", "required": True, "no_log": True},
                 "project": {"type": "str"},
-                "roles": {"type": "list", "elements": "str", "default": ["admin"]},
+                "roles": {"type": "list", "elements": "str", "default": SERVICE_ROLES},
             }},
             "services": {"type": "list", "elements": "dict", "default": [], "options": {
                 "name": {"type": "str", "required": True},

@@ -10,6 +10,9 @@
   user and password percent-encoded.
 - ``amqp_url``: an oslo.messaging transport URL (rabbit://user:password@host:port/vhost), user
   and password percent-encoded.
+- ``openstack_cloud``: one cloud of a clouds.yaml (openstacksdk's layout) for a user and project.
+- ``keystone_auth``: the options of a keystoneauth password section ([keystone_authtoken],
+  [placement], [service_user], ...) for a service user of the service project.
 """
 
 from __future__ import annotations
@@ -94,6 +97,28 @@ def amqp_url(user, password, host, port, vhost):
     return f"rabbit://{_credentials('amqp_url', user, password)}@{_host('amqp_url', host)}:{port}/{vhost}"
 
 
+def keystone_auth(user, password, auth_url, region=None, project="service", domain="Default", **extra):
+    """user | kickstack.core.keystone_auth(password, auth_url[, region]) -> {option: value}.
+
+    No region leaves region_name out (a section such as [service_user] has none). Keyword
+    arguments add options (e.g. valid_interfaces='internal', www_authenticate_uri=...)."""
+    _credentials("keystone_auth", user, password)
+    if not isinstance(auth_url, str) or not re.fullmatch(r"https?://[^\s]+", auth_url):
+        raise AnsibleFilterError(f"keystone_auth: auth_url {auth_url!r} is not an http(s) URL")
+    return {"auth_type": "password", "auth_url": auth_url, **({"region_name": region} if region else {}),
+            "project_domain_name": domain, "user_domain_name": domain, "project_name": project,
+            "username": user, "password": password, **extra}
+
+
+def openstack_cloud(user, password, auth_url, region, project, domain="Default"):
+    """user | kickstack.core.openstack_cloud(password, auth_url, region, project) -> a clouds.yaml entry."""
+    auth = keystone_auth(user, password, auth_url, project=project, domain=domain)
+    del auth["auth_type"]
+    return {"auth": auth, "auth_type": "password", "region_name": region, "identity_api_version": 3,
+            "interface": "public"}
+
+
 class FilterModule:
     def filters(self):
-        return {"ini": ini, "db_url": db_url, "amqp_url": amqp_url}
+        return {"ini": ini, "db_url": db_url, "amqp_url": amqp_url, "keystone_auth": keystone_auth,
+                "openstack_cloud": openstack_cloud}
