@@ -337,9 +337,18 @@ def libvirtd_semantic(path, groups=("libvirt",), listen=False, timeout=15):
 
 NOVA_VERSION = "34.0.0"
 KEYSTONE_VERSION = "30.0.0"
+GLANCE_VERSION = "33.0.0"
+NEUTRON_VERSION = "29.0.0"
 _OPTION_DATA = {
     "nova": DATA / f"nova-{NOVA_VERSION}-options.yaml",
     "keystone": DATA / f"keystone-{KEYSTONE_VERSION}-options.yaml",
+    "glance": DATA / f"glance-{GLANCE_VERSION}-options.yaml",
+    "neutron": DATA / f"neutron-{NEUTRON_VERSION}-options.yaml",
+}
+# Groups a service names at run time, read with the options of a group in the data: glance's
+# reserved stores (staging, tasks) are file stores.
+_GROUP_ALIASES = {
+    "glance": {"os_glance_staging_store": "file", "os_glance_tasks_store": "file"},
 }
 
 # Options of keystoneauth's password plugins. They are registered at run time
@@ -387,6 +396,29 @@ _NOVA_REQUIRED = {
 }
 # Set on a compute node, these hand it database credentials it must not have.
 _NOVA_COMPUTE_UNWANTED = (("database", "connection"), ("api_database", "connection"))
+
+# What the glance role must set: its database, token validation and one file store.
+_GLANCE_REQUIRED = {
+    "api": (
+        ("database", "connection"),
+        ("DEFAULT", "enabled_backends"),
+        ("glance_store", "default_backend"),
+        ("keystone_authtoken", "auth_url"),
+        ("keystone_authtoken", "auth_type"),
+        ("paste_deploy", "flavor"),
+    ),
+}
+# What the neutron_server role must set, in neutron.conf (server) and ml2_conf.ini (ml2).
+_NEUTRON_REQUIRED = {
+    "server": (
+        ("DEFAULT", "core_plugin"),
+        ("DEFAULT", "transport_url"),
+        ("database", "connection"),
+        ("keystone_authtoken", "auth_url"),
+        ("keystone_authtoken", "auth_type"),
+    ),
+    "ml2": (("ml2", "type_drivers"),),
+}
 
 # What the keystone role must set: its database, fernet tokens and both key repositories.
 _KEYSTONE_REQUIRED = {
@@ -445,6 +477,9 @@ def _oslo_opt(cfg, types, spec, group):
         "ip address value": (cfg.IPOpt, {}),
         "IPv4 address value": (cfg.IPOpt, {"version": 4}),
         "IPv6 address value": (cfg.IPOpt, {"version": 6}),
+        # neutron's designate zone prefixes: integers in a range (the multiple-of-8/4 rule is not checked)
+        "IPv4 zone prefix": (cfg.IntOpt, bounds),
+        "IPv6 zone prefix": (cfg.IntOpt, bounds),
     }
     if kind in table:
         opt_class, extra = table[kind]
@@ -482,13 +517,33 @@ def keystone_conf_report(path, service="keystone"):
     return _quiet_oslo(_oslo_conf_report, path, "keystone", KEYSTONE_VERSION, service, required, ())
 
 
+def glance_conf_report(path, service="api"):
+    """glance-api.conf: (problems, warnings) from an oslo.config type check against glance's option data."""
+    required = _GLANCE_REQUIRED[service] if service else ()
+    return _quiet_oslo(_oslo_conf_report, path, "glance", GLANCE_VERSION, service, required, ())
+
+
+def neutron_conf_report(path, service="server"):
+    """neutron.conf or ml2_conf.ini: (problems, warnings) against neutron's option data."""
+    required = _NEUTRON_REQUIRED[service] if service else ()
+    return _quiet_oslo(_oslo_conf_report, path, "neutron", NEUTRON_VERSION, service, required, ())
+
+
+def _password_plugin_group(options):
+    """A group whose recorded options include keystoneauth's password plugin, or None."""
+    return next((g for g in ("placement", "service_user", "nova") if g in options
+                 and any(s["name"] == "auth-url" for s in options[g]["opts"])), None)
+
+
 def _oslo_conf_report(path, project, version, service, required, unwanted):
     """Parse path, register every option of project with its recorded type, read every value."""
     from oslo_config import cfg, types
 
     if not os.path.isfile(path):
         return _missing(path), []
-    options = _project_options(project)
+    options = dict(_project_options(project))
+    for alias, group in _GROUP_ALIASES.get(project, {}).items():
+        options.setdefault(alias, options[group])
     problems, notes = [], []
 
     try:
@@ -498,8 +553,12 @@ def _oslo_conf_report(path, project, version, service, required, unwanted):
         return [f"{path}: {exc}"], []
     present = {(g, k) for g, kv in sections.items() for k in kv}
     # keystoneauth's password plugin options, as the generator recorded them for a group that lists them
-    plugin_source = next((g for g in ("placement", "service_user") if g in options
-                          and any(s["name"] == "auth-url" for s in options[g]["opts"])), None)
+    # (a project without such a group, e.g. glance, borrows nova's: the same keystoneauth1 release)
+    plugin_options = options
+    plugin_source = _password_plugin_group(options)
+    if plugin_source is None and project != "nova":
+        plugin_options = _project_options("nova")
+        plugin_source = _password_plugin_group(plugin_options)
 
     conf = cfg.ConfigOpts()
     index = {}  # (group, key as written in a file) -> (group, opt, deprecated?)
@@ -510,7 +569,7 @@ def _oslo_conf_report(path, project, version, service, required, unwanted):
         auth_type = sections.get(group, {}).get("auth_type", [None])[-1]
         if "auth_type" in names and "auth-url" not in names and auth_type:
             if auth_type in _KSA_PASSWORD_PLUGINS and plugin_source:
-                source = {s["name"]: s for s in options[plugin_source]["opts"]}
+                source = {s["name"]: s for s in plugin_options[plugin_source]["opts"]}
                 for n in _KSA_PASSWORD_OPTS:
                     # the plugin's aliases live in the group that uses it
                     deps = [
@@ -603,6 +662,16 @@ def nova_conf(path, service=None, strict=False):
 def keystone_conf(path, service="keystone", strict=False):
     """keystone.conf: type-check every option against keystone's own data; warnings for deprecated names."""
     return _strict_or_warn(path, keystone_conf_report(path, service=service), strict)
+
+
+def glance_conf(path, service="api", strict=False):
+    """glance-api.conf: type-check every option against glance's own data; warnings for deprecated names."""
+    return _strict_or_warn(path, glance_conf_report(path, service=service), strict)
+
+
+def neutron_conf(path, service="server", strict=False):
+    """neutron.conf (service "server") or ml2_conf.ini ("ml2"): type-check against neutron's own data."""
+    return _strict_or_warn(path, neutron_conf_report(path, service=service), strict)
 
 
 # --------------------------------------------------------------------------
