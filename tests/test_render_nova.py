@@ -54,6 +54,7 @@ COMPUTE = {
     "nova_compute_rabbitmq_password": SECRETS["rabbit"],
     "nova_compute_keystone_url": "http://10.60.0.11:5000/v3",
     "nova_compute_placement_password": SECRETS["keystone"],
+    "nova_compute_keystone_nova_password": SECRETS["keystone"],
     "nova_compute_novncproxy_base_url": "http://10.60.0.11:6080/vnc_auto.html",
     "__nova_compute_virt_type": "qemu",
 }
@@ -94,7 +95,9 @@ def rendered(tmp_path_factory):
             for conf in lv["__libvirt_daemon_confs"]:
                 jobs.append(("libvirt", platform, "daemon.conf.j2", f"{platform}-{transport}-{conf['name']}.conf",
                              {**extra, "item": conf, "__libvirt_remote": conf["remote"]}))
-            jobs.append(("libvirt", platform, "qemu.conf.j2", f"{platform}-{transport}-qemu.conf", extra))
+            # both forms of cgroup_controllers: a list of controllers, and none at all (containers)
+            cgroups = {"libvirt_qemu_cgroup_controllers": ["cpu", "devices", "memory"] if transport == "tls" else []}
+            jobs.append(("libvirt", platform, "qemu.conf.j2", f"{platform}-{transport}-qemu.conf", {**extra, **cgroups}))
     return render(tmp, jobs)
 
 
@@ -146,6 +149,8 @@ def test_libvirt_confs_parse(rendered, platform, transport):
         assert 'unix_sock_group = "libvirt"' in text and 'unix_sock_rw_perms = "0770"' in text
         assert 'auth_tcp = "sasl"' in text if conf["remote"] and transport == "tcp" else 'auth_tcp' not in text
     assert validators.qemu_conf(rendered[f"{platform}-{transport}-qemu.conf"]) == []
+    want = '[ "cpu", "devices", "memory" ]' if transport == "tls" else "[  ]"
+    assert f"cgroup_controllers = {want}" in rendered[f"{platform}-{transport}-qemu.conf"].read_text()
 
 
 @pytest.mark.skipif(shutil.which("libvirtd") is None, reason="libvirtd not installed")
