@@ -27,7 +27,8 @@ def test_schema_covers_every_variable_the_project_reads():
     # harnesses set: not inventory keys.
     derived = {"kickstack_model", "kickstack_site", "kickstack_host", "kickstack_build_dir",
                "kickstack_storage_render_dir", "kickstack_cluster_render_dir", "kickstack_http_base_url",
-               "kickstack_rebuild", "kickstack_reinstall_force"}
+               "kickstack_rebuild", "kickstack_reinstall_force", "kickstack_smoke_image_dir",
+               "kickstack_smoke_marker", "kickstack_smoke_timeout"}
     used = set()
     for path in list((REPO / "playbooks").rglob("*.yml")) + list((REPO / "inventory" / "lab").rglob("*.yml")):
         used |= set(re.findall(r"\bkickstack_[a-z0-9_]+", path.read_text()))

@@ -72,9 +72,11 @@ def test_admin_gets_a_token_with_the_catalog(controller, secrets):
         assert endpoints[("identity", interface)] == AUTH_URL
         assert endpoints[("compute", interface)] == f"http://{CTL_IP}:8774/v2.1"
         assert endpoints[("placement", interface)] == f"http://{CTL_IP}:8778"
+        assert endpoints[("image", interface)] == f"http://{CTL_IP}:9292"
+        assert endpoints[("network", interface)] == f"http://{CTL_IP}:9696"
 
 
-@pytest.mark.parametrize("user", ["nova", "placement"])
+@pytest.mark.parametrize("user", ["nova", "placement", "glance", "neutron"])
 def test_service_users_have_admin_on_the_service_project(controller, secrets, user):
     token = login(controller, user, secrets[f"keystone_{user}_password"], "service")
     assert token["status"] == 201 and token["project"] == "service" and "admin" in token["roles"], token
