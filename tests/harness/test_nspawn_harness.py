@@ -14,6 +14,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import common  # noqa: E402
 import nspawn  # noqa: E402
 
 pytestmark = [
@@ -42,7 +43,7 @@ def lab():
 
 def ssh(rec: dict, node: str, *cmd: str) -> subprocess.CompletedProcess:
     ip = rec["nodes"][node]["ip"]
-    return subprocess.run(nspawn.ssh_cmd(rec["state_dir"], ip, *cmd), capture_output=True,
+    return subprocess.run(common.ssh_cmd(rec["state_dir"], ip, *cmd), capture_output=True,
                           text=True, timeout=30)
 
 
@@ -79,8 +80,8 @@ def test_inventory(lab):
     _, rec = lab
     inv = Path(rec["inventory"]).read_text()
     for node in ("nodea", "nodeb"):
-        assert f"ansible_host: {rec['nodes'][node]['ip']}" in inv
-    assert "ansible_python_interpreter: /usr/bin/python3" in inv
+        assert f'ansible_host: "{rec["nodes"][node]["ip"]}"' in inv
+    assert 'ansible_python_interpreter: "/usr/bin/python3"' in inv
     assert Path(rec["ssh_key"]).exists()
 
 
