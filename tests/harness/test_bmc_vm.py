@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bmc  # noqa: E402
+import common  # noqa: E402
 import vm  # noqa: E402
 
 LAB = "bmc-test-vm"
@@ -65,7 +66,7 @@ def relays(sdir):
     out = []
     for pid in vm.lab_pids(sdir):
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"relay" in argv and bmc._pid_alive(pid, str(sdir) + "/"):
+        if b"relay" in argv and common.pid_alive(pid, str(sdir) + "/"):
             out.append(pid)
     return out
 
@@ -150,8 +151,8 @@ def test_guest_panic_ends_qemu(lab):
     pid = vm.read_pid(sdir / NODE / "qemu.pid")
     ssh(lab, "sync; echo c > /proc/sysrq-trigger", timeout=30)
     deadline = time.monotonic() + 120
-    while bmc._pid_alive(pid, str(sdir) + "/") and time.monotonic() < deadline:
+    while common.pid_alive(pid, str(sdir) + "/") and time.monotonic() < deadline:
         time.sleep(1)
-    assert not bmc._pid_alive(pid, str(sdir) + "/"), "QEMU still runs after a guest panic"
+    assert not common.pid_alive(pid, str(sdir) + "/"), "QEMU still runs after a guest panic"
     assert "Kernel panic" in (sdir / NODE / "serial.log").read_text(errors="replace")
     assert power("status")["power"] == "Off"

@@ -74,7 +74,7 @@ def test_inventory_written(lab):
     inv = (vm.state_dir(LAB) / "inventory.yml").read_text()
     for n in lab["nodes"]:
         assert f"ansible_port: {n['ssh_port']}" in inv
-    assert "ansible_python_interpreter: /usr/bin/python3" in inv
+    assert 'ansible_python_interpreter: "/usr/bin/python3"' in inv
 
 
 def test_drbd_module_is_8_4_11(lab):
