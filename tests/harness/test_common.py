@@ -1,8 +1,10 @@
 """The harnesses' shared module (tests/harness/common.py): pure Python, no lab, no root."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +73,15 @@ def test_pid_alive_checks_the_marker_and_reaps(tmp_path):
         assert common.pid_alive(proc.pid, marker)
         assert not common.pid_alive(proc.pid, "/nowhere/")
         common.stop([proc.pid], marker, grace=5)
-        assert not common.pid_alive(proc.pid)  # gone (and reaped), not a zombie
+        assert not common.pid_alive(proc.pid, marker)
     finally:
         proc.kill()
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while common.pid_alive(done.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(ChildProcessError):  # an exited child of ours is reaped, not left a zombie
+        os.waitpid(done.pid, os.WNOHANG)
     assert not common.pid_alive(None) and not common.pid_alive(-1)
 
 
