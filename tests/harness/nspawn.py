@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -44,7 +45,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -398,13 +398,8 @@ def wait_node(spec: dict, node: dict, launcher: int, deadline: float) -> dict:
         failed = nsenter(leader, ["systemctl", "--failed", "--plain", "--no-legend"]).stdout
         log(f"{name}: degraded; failed units: {failed.strip()}")
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((node["ip"], 22), timeout=2) as s:
-                s.settimeout(2)
-                if s.recv(8).startswith(b"SSH-"):
-                    return {"launcher": launcher, "leader": leader, "systemd": state}
-        except OSError:
-            pass
+        if common.port_answers(node["ip"], 22, timeout=2, banner=b"SSH-"):
+            return {"launcher": launcher, "leader": leader, "systemd": state}
         time.sleep(0.2)
     raise HarnessError(f"{name}: sshd on {node['ip']}:22 did not answer")
 
@@ -516,16 +511,15 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
         if not quiet:
             log(f"killing leftover processes {sorted(left)}")
         for pid in left:
-            common.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
     for cg in cgs:
         _rmdir_tree(cg)
     for root in cgroup_roots():
         for d in (root / CGROUP_BASE / lab, root / CGROUP_BASE):
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
     teardown_network(spec)
     for node in spec["nodes"]:
         prop = Path("/run/systemd/nspawn/propagate", f"{lab}-{node['name']}")
@@ -546,10 +540,8 @@ def _rmdir_tree(cg: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while cg.is_dir():
         for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
         try:
             cg.rmdir()
         except OSError as e:
@@ -576,13 +568,7 @@ def status(spec: dict | str | Path) -> dict:
                 systemd = nsenter(leader, ["systemctl", "is-system-running"], timeout=10).stdout.strip()
             except subprocess.TimeoutExpired:
                 systemd = "timeout"
-        ssh = False
-        if alive:
-            try:
-                with socket.create_connection((node["ip"], 22), timeout=1):
-                    ssh = True
-            except OSError:
-                pass
+        ssh = alive and common.port_answers(node["ip"], 22)
         out[node["name"]] = {"ip": node["ip"], "running": alive, "leader": leader,
                              "systemd": systemd or "stopped", "ssh": ssh}
     return out
@@ -593,6 +579,7 @@ def _need_root() -> None:
         raise HarnessError("must run as root (network namespaces, cgroups, systemd-nspawn)")
 
 
+@common.cli(log)
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_launch":  # internal: see start_node()
@@ -610,31 +597,27 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--spec", help="lab spec, a JSON file")
     g.add_argument("--lab", help="lab name (down/status: use the spec saved by `up`)")
     a = ap.parse_args(argv)
-    try:
-        if a.spec:
-            spec = a.spec
-        else:
-            try:
-                spec = _spec_from_lab(a.lab)
-            except HarnessError:
-                if a.action == "down":
-                    return 0  # nothing recorded, nothing to do
-                raise
-        if a.action == "up":
-            rec = up(spec)
-            print(json.dumps({"inventory": rec["inventory"], "ssh_key": rec["ssh_key"],
-                              "state_dir": rec["state_dir"], "up_seconds": rec["up_seconds"],
-                              "nodes": rec["nodes"]}, indent=2))
-        elif a.action == "down":
-            down(spec)
-        else:
-            res = status(spec)
-            print(json.dumps(res, indent=2))
-            return 0 if all(v["running"] and v["systemd"] in ("running", "degraded") and v["ssh"]
-                            for v in res.values()) else 3
-    except HarnessError as e:
-        log(f"ERROR: {e}")
-        return 1
+    if a.spec:
+        spec = a.spec
+    else:
+        try:
+            spec = _spec_from_lab(a.lab)
+        except HarnessError:
+            if a.action == "down":
+                return 0  # nothing recorded, nothing to do
+            raise
+    if a.action == "up":
+        rec = up(spec)
+        print(json.dumps({"inventory": rec["inventory"], "ssh_key": rec["ssh_key"],
+                          "state_dir": rec["state_dir"], "up_seconds": rec["up_seconds"],
+                          "nodes": rec["nodes"]}, indent=2))
+    elif a.action == "down":
+        down(spec)
+    else:
+        res = status(spec)
+        print(json.dumps(res, indent=2))
+        return 0 if all(v["running"] and v["systemd"] in ("running", "degraded") and v["ssh"]
+                        for v in res.values()) else 3
     return 0
 
 
