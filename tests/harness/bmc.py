@@ -78,7 +78,7 @@ QMP_TIMEOUT = 15.0
 BOOT_ORDER_HOLD = float(os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD", "20"))
 
 
-class PowerError(RuntimeError):
+class PowerError(common.HarnessError):
     """The VM could not be asked or told (QMP unreachable, QEMU failed to start)."""
 
 
@@ -631,12 +631,7 @@ def serve(sdir: Path) -> None:
 
 def wait_listening(port: int, pid: int | None = None, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            pass
+    while not common.port_answers("127.0.0.1", port):
         if pid is not None and not common.pid_alive(pid):
             raise PowerError("the BMC service exited at start")
         if time.monotonic() > deadline:

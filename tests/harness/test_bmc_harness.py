@@ -512,10 +512,7 @@ def test_down_stops_the_bmc(state_root):
         assert vm.bmc_alive(sdir)
         assert pid in vm.lab_pids(sdir)
         vm.down(lab2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and common.pid_alive(pid, str(sdir) + "/"):
-            time.sleep(0.1)
-        assert not common.pid_alive(pid, str(sdir) + "/")
+        assert common.wait_until(lambda: not common.pid_alive(pid, vm.lab_marker(sdir)), 10)
         assert not sdir.exists()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", st["bmc"]["host_port"]), timeout=2).close()
@@ -582,10 +579,8 @@ def test_one_time_pxe_boot_is_taken_by_the_next_reset_only(lab):
     assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("None", "Disabled")
     # The firmware reads the order during POST: it stays network-first for a while, then is put back.
     assert fake.boot_order() == ["nic0", "disk0"]
-    deadline = time.monotonic() + HOLD + 10
-    while fake.boot_order() != ["disk0"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert fake.boot_order() == ["disk0"], "the order after that boot is the disk's again"
+    assert common.wait_until(lambda: fake.boot_order() == ["disk0"], HOLD + 10), \
+        "the order after that boot is the disk's again"
     assert reset(lab, "n2", "ForceRestart")[0] == 204
     assert fake.boot_orders[-1] == ["disk0"]
     # From power off, On takes it as well, and the next power action puts the order back at once.

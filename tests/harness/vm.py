@@ -168,21 +168,9 @@ def lab_marker(sdir: Path) -> str:
 def lab_pids(sdir: Path) -> list[int]:
     """The lab's qemu, hub, BMC and relay processes: found by their command line naming its state dir."""
     marker = lab_marker(sdir).encode()
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not any(marker in a for a in argv):
-            continue
-        is_qemu = os.path.basename(argv[0]).startswith(b"qemu-system")
-        is_helper = b"--state-dir" in argv and any(c in argv for c in (b"hub", b"bmc", b"serve", b"relay"))
-        if is_qemu or is_helper:
-            pids.append(int(p.name))
-    return pids
+    return [pid for pid, argv in common.processes().items() if any(marker in a for a in argv) and (
+        os.path.basename(argv[0]).startswith(b"qemu-system")
+        or b"--state-dir" in argv and any(c in argv for c in (b"hub", b"bmc", b"serve", b"relay")))]
 
 
 def run_ssh(sdir: Path, port: int, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -209,19 +197,14 @@ def run_hub(listen_port: int, node_ports: list[int]) -> None:
 
 
 # ---------------------------------------------------------------- up
-def qemu_opt(value: str) -> str:
-    """A value inside a QEMU option string (-netdev a=b,c=d): commas are doubled."""
-    return value.replace(",", ",,")
-
-
 def bmc_guestfwd(sdir: Path, node: dict, st: dict) -> str:
     """guestfwd rule of the user-mode netdev: each guest connection to 10.0.2.100:443 runs one
     relay process (libslirp splits the command with g_shell_parse_argv and gives it the
-    connection as stdin/stdout/stderr)."""
+    connection as stdin/stdout/stderr). A comma inside a QEMU option value is written twice."""
     cmd = " ".join(shlex.quote(a) for a in [
         sys.executable, str(Path(bmc_mod.__file__).resolve()), "relay",
         "--port", str(st["bmc"]["host_port"]), "--node", node["name"], "--state-dir", lab_marker(sdir)])
-    return f"guestfwd=tcp:{bmc_mod.GUEST_ADDRESS}:{bmc_mod.GUEST_PORT}-cmd:{qemu_opt(cmd)}"
+    return f"guestfwd=tcp:{bmc_mod.GUEST_ADDRESS}:{bmc_mod.GUEST_PORT}-cmd:{cmd.replace(',', ',,')}"
 
 
 def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dict]) -> list[str]:
@@ -337,10 +320,7 @@ def setup_bmc(sdir: Path, st: dict, bmc_spec: dict) -> None:
     if not password:
         import secrets
         password = secrets.token_urlsafe(18)
-    try:
-        bmc_mod.configure(sdir, bmc_spec["username"], password, st["bmc"]["host_port"])
-    except bmc_mod.PowerError as exc:
-        raise HarnessError(str(exc)) from exc
+    bmc_mod.configure(sdir, bmc_spec["username"], password, st["bmc"]["host_port"])
 
 
 def up(spec: dict, wait: bool = True) -> dict:
@@ -596,15 +576,12 @@ def link(lab: str, node: str, state: str) -> dict:
         raise HarnessError(f"link state {state!r}: up, down or status")
     marker = sdir / node / "link-down"
     if state != "status":
-        try:
-            with bmc_mod._node_lock(sdir, node):
-                q = bmc_mod._qmp(sdir, node)
-                if q is None:
-                    raise HarnessError(f"{node}: QEMU is not running")
-                with q:
-                    q.execute("set_link", {"name": LINK_NETDEV, "up": state == "up"})
-        except bmc_mod.PowerError as exc:
-            raise HarnessError(str(exc)) from exc
+        with bmc_mod._node_lock(sdir, node):
+            q = bmc_mod._qmp(sdir, node)
+            if q is None:
+                raise HarnessError(f"{node}: QEMU is not running")
+            with q:
+                q.execute("set_link", {"name": LINK_NETDEV, "up": state == "up"})
         if state == "down":
             marker.touch()
         else:
@@ -624,6 +601,7 @@ def power_cli(args) -> int:
 
 
 # ---------------------------------------------------------------- CLI
+@common.cli(log)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -658,49 +636,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ports", required=True)
     p.add_argument("--state-dir", help="only marks the process as belonging to the lab")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "hub":
-            run_hub(args.listen, [int(x) for x in args.ports.split(",")])
-            return 0
-        if args.cmd == "bmc":
-            bmc_mod.serve(Path(args.state_dir.rstrip("/")))
-            return 0
-        if args.cmd == "relay":
-            return bmc_mod.relay(args.port, args.node)
-        if args.cmd == "power":
-            return power_cli(args)
-        if args.cmd == "link":
-            result = link(args.lab, args.node, args.state)
-            print(json.dumps(result) if args.json else result["link"])
-            return 0
-        if args.spec:
-            spec = load_spec(args.spec)
-            lab = spec["lab"]
+    if args.cmd == "hub":
+        run_hub(args.listen, [int(x) for x in args.ports.split(",")])
+        return 0
+    if args.cmd == "bmc":
+        bmc_mod.serve(Path(args.state_dir.rstrip("/")))
+        return 0
+    if args.cmd == "relay":
+        return bmc_mod.relay(args.port, args.node)
+    if args.cmd == "power":
+        return power_cli(args)
+    if args.cmd == "link":
+        result = link(args.lab, args.node, args.state)
+        print(json.dumps(result) if args.json else result["link"])
+        return 0
+    if args.spec:
+        spec = load_spec(args.spec)
+        lab = spec["lab"]
+    else:
+        spec, lab = None, args.lab
+    if args.cmd == "up":
+        up(spec, wait=not args.no_wait)
+        print(json.dumps(status(lab), indent=2) if args.json else state_dir(lab) / "inventory.yml")
+    elif args.cmd == "down":
+        down(lab)
+    else:
+        st = status(lab)
+        if args.json:
+            print(json.dumps(st, indent=2))
         else:
-            spec, lab = None, args.lab
-        if args.cmd == "up":
-            up(spec, wait=not args.no_wait)
-            print(json.dumps(status(lab), indent=2) if args.json else state_dir(lab) / "inventory.yml")
-        elif args.cmd == "down":
-            down(lab)
-        else:
-            st = status(lab)
-            if args.json:
-                print(json.dumps(st, indent=2))
-            else:
-                print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
-                for n in st["nodes"]:
-                    print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
-                          f" power {n['power']:<3}  ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
-                          + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
-                if st.get("bmc"):
-                    b = st["bmc"]
-                    print(f"  BMC {'running' if b['running'] else 'NOT running'}: guests https://{b['address']}:{b['port']}"
-                          f", host https://{b['host_address']}:{b['host_port']}, log {b['log']}")
-            return 0 if st["up"] else 3
-    except HarnessError as exc:
-        log(f"ERROR: {exc}")
-        return 1
+            print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
+            for n in st["nodes"]:
+                print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
+                      f" power {n['power']:<3}  ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
+                      + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
+            if st.get("bmc"):
+                b = st["bmc"]
+                print(f"  BMC {'running' if b['running'] else 'NOT running'}: guests https://{b['address']}:{b['port']}"
+                      f", host https://{b['host_address']}:{b['host_port']}, log {b['log']}")
+        return 0 if st["up"] else 3
     return 0
 
 
