@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -142,13 +141,11 @@ class Client:
         self.kill()
 
     def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        common.stop([self.proc.pid], marker=str(self.console), grace=0)
 
 
-def dnsmasq_log(state_dir, since):
-    return node_sh(state_dir, "journalctl", "-u", "dnsmasq", "--no-pager", "-o", "cat", "--since", f"'{since}'").stdout
+def journal(state_dir, unit, since):
+    return node_sh(state_dir, "journalctl", "-u", unit, "--no-pager", "-o", "cat", "--since", f"'{since}'").stdout
 
 
 def journal_now():
@@ -246,7 +243,7 @@ def test_pxe_boot(tmp_path):
         with timed(times, "bios_client"):
             bios = client("bios")
             bios.finish(BOOT_TIMEOUT)
-        log = dnsmasq_log(state, since)
+        log = journal(state, "dnsmasq", since)
         check_client(bios.text(), log, "bios", token1)
         assert re.search(r"sent \S*/pxelinux\.0 to " + re.escape(CTL_IP), log), log[-3000:]
         assert re.search(r"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to " + re.escape(CTL_IP), log), log[-3000:]
@@ -270,16 +267,14 @@ def test_pxe_boot(tmp_path):
             again = client("again")
             unknown = client("unknown", UNKNOWN_MAC)
             entry_sent = rf"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to {re.escape(CTL_IP)}"
-            deadline = time.monotonic() + BOOT_TIMEOUT
-            while time.monotonic() < deadline and not re.search(entry_sent, dnsmasq_log(state, since)):
-                time.sleep(5)
+            common.wait_until(lambda: re.search(entry_sent, journal(state, "dnsmasq", since)), BOOT_TIMEOUT, 5)
             time.sleep(15)  # time enough to fetch a kernel, were it offered one
             again.kill()
             unknown.kill()
-        log = dnsmasq_log(state, since)
+        log = journal(state, "dnsmasq", since)
         assert re.search(entry_sent, log), log[-3000:]
         assert "vmlinuz" not in log and "initrd" not in log, log[-3000:]
-        assert "ctl01 ks" not in handler_log(state, since)
+        assert "ctl01 ks" not in journal(state, "kickstack-build", since)
         assert "KSTEST" not in again.text()
         # The unknown MAC: seen and ignored, never offered an address; its console stays silent.
         assert re.search(rf"DHCPDISCOVER\(eth0\) {UNKNOWN_MAC} ignored", log), log[-3000:]
@@ -301,9 +296,7 @@ def test_pxe_boot(tmp_path):
         force = ["--limit", "ctl01", "-e", "kickstack_reinstall_force=ctl01"]
         with timed(times, "reinstall_disk_boot"):
             reinst = client("reinst", bmc_node_dir=bmc_dir / "ctl01")
-            deadline = time.monotonic() + BOOT_TIMEOUT
-            while "KSDISK" not in reinst.text() and time.monotonic() < deadline:
-                time.sleep(1)
+            common.wait_until(lambda: "KSDISK" in reinst.text(), BOOT_TIMEOUT, 1)
         assert "KSDISK" in reinst.text(), reinst.text()[-2000:]
         # --check re-arms nothing and touches no BMC.
         with timed(times, "reinstall_check_mode"):
@@ -323,7 +316,7 @@ def test_pxe_boot(tmp_path):
         with timed(times, "reinstall_client"):
             reinst.finish(BOOT_TIMEOUT)
         console = reinst.text()
-        check_client(console, dnsmasq_log(state, since), "reinstall", token2)
+        check_client(console, journal(state, "dnsmasq", since), "reinstall", token2)
         assert console.index("KSDISK") < console.index("KSTEST"), console[-3000:]
         changes = [(e["method"], e.get("boot"), e.get("reset_type"), e["status"]) for e in bmc_log(bmc_dir)
                    if e["method"] in ("PATCH", "POST")]
@@ -339,7 +332,7 @@ def test_pxe_boot(tmp_path):
         with timed(times, "uefi_client"):
             uefi = client("uefi", firmware="uefi")
             uefi.finish(BOOT_TIMEOUT)
-        log = dnsmasq_log(state, since)
+        log = journal(state, "dnsmasq", since)
         check_client(uefi.text(), log, "uefi", token3)
         for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
             assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
@@ -356,10 +349,7 @@ def test_pxe_boot(tmp_path):
     finally:
         for c in clients:
             c.kill()
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(10)
+        common.stop([p.pid for p in procs], marker=str(tmp_path))
         if not os.environ.get("KICKSTACK_KEEP"):
             nspawn.down(spec, quiet=True)
         times["total"] = round(time.monotonic() - t_all, 1)
@@ -368,7 +358,6 @@ def test_pxe_boot(tmp_path):
 
 def build_token(state_dir):
     """The host's current token, read from the boot server's state (test only: never printed)."""
-    import json
     return json.loads(node_sh(state_dir, "cat", "/var/lib/kickstack/build/hosts/ctl01.json").stdout)["token"]
 
 
@@ -378,14 +367,8 @@ def bmc_log(bmc_dir):
 
 
 def http_code(br_ns, url, source=OTHER_IP):
-    p = subprocess.run(["ip", "netns", "exec", br_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                        "--interface", source, "--max-time", "20", url], capture_output=True, text=True, timeout=60)
-    return p.stdout.strip()
-
-
-def handler_log(state_dir, since):
-    return node_sh(state_dir, "journalctl", "-u", "kickstack-build", "--no-pager", "-o", "cat",
-                   "--since", f"'{since}'").stdout
+    return common.run(["ip", "netns", "exec", br_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       "--interface", source, "--max-time", "20", url], check=False, timeout=60).stdout.strip()
 
 
 def check_client(console, log, firmware, token):
