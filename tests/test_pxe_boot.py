@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ from conftest import REPO, copy_lab, read_secrets, run, run_playbook
 
 sys.path.insert(0, str(REPO / "tests" / "harness"))
 import bmc as bmc_harness  # noqa: E402
+import common  # noqa: E402
 import nspawn  # noqa: E402
 
 LAB = "pxe"
@@ -47,14 +46,11 @@ OTHER_IP = "10.60.0.77"  # another address of the lab, on the bridge's namespace
 MIRROR_IN_NODE = "/srv/standin-mirror"
 PACKAGES = ["dnsmasq", "nginx", "pxelinux", "syslinux-common", "grub-efi-amd64-signed", "shim-signed",
             "python3-apt"]  # python3-apt: the package module on Debian
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
 BOOT_TIMEOUT = int(os.environ.get("KICKSTACK_PXE_BOOT_TIMEOUT", "300"))  # per client, TCG; ~40-80 s idle
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, systemd-nspawn, taps"),
-    pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or not OVMF_CODE.exists()
+    pytest.mark.skipif(not shutil.which(common.QEMU) or not common.OVMF_CODE.exists()
                        or not Path("/usr/lib/ipxe/qemu/efi-e1000.rom").exists()
                        or not Path("/bin/busybox").exists(),
                        reason="needs qemu-system-x86, ovmf, ipxe-qemu, busybox-static "
@@ -91,9 +87,7 @@ def timed(times, name):
 
 def standin_mirror(base: Path) -> Path:
     """A mirror root holding <tree>/images/pxeboot/{vmlinuz,initrd.img} for every OS release."""
-    p = subprocess.run([REPO / "scripts" / "build-pxe-standin"], stdout=subprocess.PIPE, text=True)
-    assert p.returncode == 0, "scripts/build-pxe-standin failed"
-    standin = Path(p.stdout.strip().splitlines()[-1])
+    standin = Path(common.build_output([REPO / "scripts" / "build-pxe-standin"]))
     mirror = base / "mirror"
     (mirror / "_standin").mkdir(parents=True)
     for f in ("vmlinuz", "initrd.img"):
@@ -120,50 +114,38 @@ class Client:
         self.tap = f"tq{name[:10]}"
         run(["ip", "-n", br_ns, "tuntap", "add", "dev", self.tap, "mode", "tap"], check=True)
         run(["ip", "-n", br_ns, "link", "set", self.tap, "master", "br0", "up"], check=True)
-        cmd = ["nsenter", f"--net=/run/netns/{br_ns}", "--", QEMU, "-accel", "tcg", "-m", "512",
-               "-smp", "1", "-nodefaults", "-display", "none", "-vga", "none",
-               "-monitor", "none", "-serial", f"file:{self.console}",
-               "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
+        nic = {"netdev": f"tap,ifname={self.tap},script=no,downscript=no", "model": "e1000", "mac": mac}
+        qemu = {"memory": 512, "serial": self.console, "nics": [nic], "firmware": firmware}
+        if firmware == "uefi":
+            qemu["uefi_vars"] = workdir / f"{name}.OVMF_VARS.fd"
+            shutil.copy(common.OVMF_VARS, qemu["uefi_vars"])
         if bmc_node_dir is None:
-            cmd += ["-no-reboot", "-boot", "n", "-device", f"e1000,netdev=n0,mac={mac}"]
+            qemu.update(boot="n", extra=["-no-reboot"])
         else:
             disk = workdir / f"{name}.disk.img"
             disk.write_bytes(LOCAL_DISK_MBR + bytes(1024 * 1024 - len(LOCAL_DISK_MBR)))
-            cmd += ["-device", f"e1000,netdev=n0,mac={mac},id=nic0",
-                    "-drive", f"file={disk},format=raw,if=none,id=disk0",
-                    "-device", "ide-hd,drive=disk0,id=disk0dev,bootindex=0",
-                    "-qmp", f"unix:{bmc_node_dir}/qmp.sock,server=on,wait=off",
-                    "-pidfile", str(bmc_node_dir / "qemu.pid")]
-        if firmware == "uefi":
-            vars_copy = workdir / f"{name}.OVMF_VARS.fd"
-            shutil.copy(OVMF_VARS, vars_copy)
-            cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                    "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(workdir / f"{name}.qemu.err", "w"),
-                                     start_new_session=True)
+            qemu.update(disks=[{"file": disk, "model": "ide-hd", "id": "disk0", "bootindex": 0}],
+                        qmp=bmc_node_dir / "qmp.sock", pidfile=bmc_node_dir / "qemu.pid")
+        self.proc = common.spawn(["nsenter", f"--net=/run/netns/{br_ns}", "--", *common.qemu_argv(**qemu)],
+                                 workdir / f"{name}.qemu.err")
 
     def text(self):
         return self.console.read_text(errors="replace") if self.console.exists() else ""
 
-    def wait(self, timeout):
+    def finish(self, timeout):
+        """Let the client run until it ends (-no-reboot) or timeout passes, then kill it."""
         try:
             self.proc.wait(timeout)
-            return True
         except subprocess.TimeoutExpired:
-            return False
+            pass
+        self.kill()
 
     def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        common.stop([self.proc.pid], marker=str(self.console), grace=0)
 
 
-def dnsmasq_log(state_dir, since):
-    p = subprocess.run(nspawn.ssh_cmd(state_dir, PXE_IP, "journalctl", "-u", "dnsmasq", "--no-pager",
-                                      "-o", "cat", "--since", f"'{since}'"),
-                       capture_output=True, text=True, timeout=60)
-    return p.stdout
+def journal(state_dir, unit, since):
+    return node_sh(state_dir, "journalctl", "-u", unit, "--no-pager", "-o", "cat", "--since", f"'{since}'").stdout
 
 
 def journal_now():
@@ -172,7 +154,7 @@ def journal_now():
 
 
 def node_sh(state_dir, *cmd):
-    return subprocess.run(nspawn.ssh_cmd(state_dir, PXE_IP, *cmd), capture_output=True, text=True, timeout=60)
+    return common.run(common.ssh_cmd(state_dir, PXE_IP, *cmd), check=False, timeout=60)
 
 
 def changed_count(out):
@@ -202,14 +184,9 @@ def test_pxe_boot(tmp_path):
         # The lab inventory, with only pxe01 reachable (over the harness's ssh).
         inv = copy_lab(tmp_path / "inventory")
         with open(inv / "host_vars" / "pxe01.yml", "a") as f:
-            f.write(f"ansible_host: {PXE_IP}\nansible_user: root\n"
-                    f"ansible_ssh_private_key_file: {rec['ssh_key']}\n"
-                    "ansible_python_interpreter: /usr/bin/python3\n"
-                    "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+            f.write(yaml.safe_dump({"ansible_host": PXE_IP, **common.ansible_ssh_vars(rec["ssh_key"])}))
         # ctl01's BMC: the harness' Redfish BMC on the controller's loopback (started below).
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            bmc_port = s.getsockname()[1]
+        bmc_port = common.free_port()
         with open(inv / "host_vars" / "ctl01.yml", "a") as f:
             f.write(yaml.safe_dump({"kickstack_bmc": {
                 "protocol": "redfish", "address": "127.0.0.1", "port": bmc_port, "username": "kickstack",
@@ -258,13 +235,15 @@ def test_pxe_boot(tmp_path):
         workdir = tmp_path / "clients"
         workdir.mkdir()
 
+        def client(name, mac=CTL_MAC, firmware="bios", **kw):
+            clients.append(Client(name, mac, firmware, workdir, br_ns, **kw))
+            return clients[-1]
+
         # BIOS: SeaBIOS + iPXE -> pxelinux -> kernel + initrd -> kickstart over HTTP -> built.
         with timed(times, "bios_client"):
-            bios = Client("bios", CTL_MAC, "bios", workdir, br_ns)
-            clients.append(bios)
-            bios.wait(BOOT_TIMEOUT)
-            bios.kill()
-        log = dnsmasq_log(state, since)
+            bios = client("bios")
+            bios.finish(BOOT_TIMEOUT)
+        log = journal(state, "dnsmasq", since)
         check_client(bios.text(), log, "bios", token1)
         assert re.search(r"sent \S*/pxelinux\.0 to " + re.escape(CTL_IP), log), log[-3000:]
         assert re.search(r"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to " + re.escape(CTL_IP), log), log[-3000:]
@@ -285,21 +264,17 @@ def test_pxe_boot(tmp_path):
         # The next boot (and, at the same time, an unknown machine): local disk, no kernel, no kickstart.
         since = journal_now()
         with timed(times, "local_boot_and_unknown_clients"):
-            again = Client("again", CTL_MAC, "bios", workdir, br_ns)
-            clients.append(again)
-            unknown = Client("unknown", UNKNOWN_MAC, "bios", workdir, br_ns)
-            clients.append(unknown)
+            again = client("again")
+            unknown = client("unknown", UNKNOWN_MAC)
             entry_sent = rf"sent \S*/pxelinux\.cfg/01-52-54-00-60-00-11 to {re.escape(CTL_IP)}"
-            deadline = time.monotonic() + BOOT_TIMEOUT
-            while time.monotonic() < deadline and not re.search(entry_sent, dnsmasq_log(state, since)):
-                time.sleep(5)
+            common.wait_until(lambda: re.search(entry_sent, journal(state, "dnsmasq", since)), BOOT_TIMEOUT, 5)
             time.sleep(15)  # time enough to fetch a kernel, were it offered one
             again.kill()
             unknown.kill()
-        log = dnsmasq_log(state, since)
+        log = journal(state, "dnsmasq", since)
         assert re.search(entry_sent, log), log[-3000:]
         assert "vmlinuz" not in log and "initrd" not in log, log[-3000:]
-        assert "ctl01 ks" not in handler_log(state, since)
+        assert "ctl01 ks" not in journal(state, "kickstack-build", since)
         assert "KSTEST" not in again.text()
         # The unknown MAC: seen and ignored, never offered an address; its console stays silent.
         assert re.search(rf"DHCPDISCOVER\(eth0\) {UNKNOWN_MAC} ignored", log), log[-3000:]
@@ -314,19 +289,14 @@ def test_pxe_boot(tmp_path):
         (bmc_dir / "state.json").write_text(json.dumps({"nodes": [{"name": "ctl01"}]}))
         bmc_password = read_secrets(inv)["ipmi_password"]
         bmc_harness.configure(bmc_dir, "kickstack", bmc_password, bmc_port)
-        with open(bmc_dir / "bmc.out", "w") as out:
-            bmc_proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "harness" / "bmc.py"), "serve",
-                                         "--state-dir", str(bmc_dir)], stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        bmc_proc = common.spawn([sys.executable, REPO / "tests" / "harness" / "bmc.py", "serve",
+                                 "--state-dir", bmc_dir], bmc_dir / "bmc.out")
         procs.append(bmc_proc)
         bmc_harness.wait_listening(bmc_port, bmc_proc.pid)
         force = ["--limit", "ctl01", "-e", "kickstack_reinstall_force=ctl01"]
         with timed(times, "reinstall_disk_boot"):
-            reinst = Client("reinst", CTL_MAC, "bios", workdir, br_ns, bmc_node_dir=bmc_dir / "ctl01")
-            clients.append(reinst)
-            deadline = time.monotonic() + BOOT_TIMEOUT
-            while "KSDISK" not in reinst.text() and time.monotonic() < deadline:
-                time.sleep(1)
+            reinst = client("reinst", bmc_node_dir=bmc_dir / "ctl01")
+            common.wait_until(lambda: "KSDISK" in reinst.text(), BOOT_TIMEOUT, 1)
         assert "KSDISK" in reinst.text(), reinst.text()[-2000:]
         # --check re-arms nothing and touches no BMC.
         with timed(times, "reinstall_check_mode"):
@@ -344,10 +314,9 @@ def test_pxe_boot(tmp_path):
         token2 = build_token(state)
         assert token2 != token1 and token2 not in out
         with timed(times, "reinstall_client"):
-            reinst.wait(BOOT_TIMEOUT)
-            reinst.kill()
+            reinst.finish(BOOT_TIMEOUT)
         console = reinst.text()
-        check_client(console, dnsmasq_log(state, since), "reinstall", token2)
+        check_client(console, journal(state, "dnsmasq", since), "reinstall", token2)
         assert console.index("KSDISK") < console.index("KSTEST"), console[-3000:]
         changes = [(e["method"], e.get("boot"), e.get("reset_type"), e["status"]) for e in bmc_log(bmc_dir)
                    if e["method"] in ("PATCH", "POST")]
@@ -361,11 +330,9 @@ def test_pxe_boot(tmp_path):
         assert token3 not in (token1, token2)
         since = journal_now()
         with timed(times, "uefi_client"):
-            uefi = Client("uefi", CTL_MAC, "uefi", workdir, br_ns)
-            clients.append(uefi)
-            uefi.wait(BOOT_TIMEOUT)
-            uefi.kill()
-        log = dnsmasq_log(state, since)
+            uefi = client("uefi", firmware="uefi")
+            uefi.finish(BOOT_TIMEOUT)
+        log = journal(state, "dnsmasq", since)
         check_client(uefi.text(), log, "uefi", token3)
         for f in ("shimx64.efi", "grubx64.efi", "grub.cfg-01-52-54-00-60-00-11"):
             assert re.search(rf"sent \S*/{re.escape(f)} to " + re.escape(CTL_IP), log), (f, log[-3000:])
@@ -382,10 +349,7 @@ def test_pxe_boot(tmp_path):
     finally:
         for c in clients:
             c.kill()
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(10)
+        common.stop([p.pid for p in procs], marker=str(tmp_path))
         if not os.environ.get("KICKSTACK_KEEP"):
             nspawn.down(spec, quiet=True)
         times["total"] = round(time.monotonic() - t_all, 1)
@@ -394,7 +358,6 @@ def test_pxe_boot(tmp_path):
 
 def build_token(state_dir):
     """The host's current token, read from the boot server's state (test only: never printed)."""
-    import json
     return json.loads(node_sh(state_dir, "cat", "/var/lib/kickstack/build/hosts/ctl01.json").stdout)["token"]
 
 
@@ -404,14 +367,8 @@ def bmc_log(bmc_dir):
 
 
 def http_code(br_ns, url, source=OTHER_IP):
-    p = subprocess.run(["ip", "netns", "exec", br_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                        "--interface", source, "--max-time", "20", url], capture_output=True, text=True, timeout=60)
-    return p.stdout.strip()
-
-
-def handler_log(state_dir, since):
-    return node_sh(state_dir, "journalctl", "-u", "kickstack-build", "--no-pager", "-o", "cat",
-                   "--since", f"'{since}'").stdout
+    return common.run(["ip", "netns", "exec", br_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       "--interface", source, "--max-time", "20", url], check=False, timeout=60).stdout.strip()
 
 
 def check_client(console, log, firmware, token):

@@ -61,6 +61,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+try:
+    from . import common  # imported as part of a package
+except ImportError:
+    import common  # run as a script, or imported with tests/harness on sys.path
+
 GUEST_ADDRESS = "10.0.2.100"  # inside QEMU's user-mode network 10.0.2.0/24, outside its DHCP pool
 GUEST_PORT = 443              # fence_redfish's default ipport
 RESET_TYPES = ("On", "ForceOff", "ForceRestart")
@@ -73,7 +78,7 @@ QMP_TIMEOUT = 15.0
 BOOT_ORDER_HOLD = float(os.environ.get("KICKSTACK_BMC_BOOT_ORDER_HOLD", "20"))
 
 
-class PowerError(RuntimeError):
+class PowerError(common.HarnessError):
     """The VM could not be asked or told (QMP unreachable, QEMU failed to start)."""
 
 
@@ -154,26 +159,8 @@ class QMP:
 
 
 # ---------------------------------------------------------------- power
-def _pid_alive(pid: int | None, marker: str) -> bool:
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return marker.encode() in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def qemu_alive(sdir: Path, node: str) -> bool:
-    return _pid_alive(_read_pid(sdir / node / "qemu.pid"), str(sdir) + "/")
+    return common.pid_alive(common.read_pid(sdir / node / "qemu.pid"), f"{sdir}/")
 
 
 @contextlib.contextmanager
@@ -228,9 +215,10 @@ def _relaunch(sdir: Path, node: str) -> None:
     serial = sdir / node / "serial.log"
     if serial.exists():
         serial.replace(serial.with_suffix(".log.prev"))
-    res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    if res.returncode != 0:
-        raise PowerError(f"{node}: QEMU failed to start: {res.stderr.strip()[-500:]}")
+    try:
+        common.start_qemu(argv, node)
+    except common.HarnessError as exc:
+        raise PowerError(str(exc)) from exc
 
 
 def power(sdir: Path, node: str, action: str) -> dict:
@@ -456,7 +444,7 @@ def make_server(sdir: Path, host: str = "127.0.0.1"):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     cfg = read_config(sdir)
-    nodes = [n["name"] for n in json.loads((sdir / "state.json").read_text())["nodes"]]
+    nodes = [n["name"] for n in common.read_state(sdir)["nodes"]]
     expected = base64.b64encode(f"{cfg['username']}:{cfg['password']}".encode()).decode()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cfg["cert"], cfg["key"])
@@ -634,7 +622,7 @@ def serve(sdir: Path) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _terminate)
-    print(f"bmc: listening on 127.0.0.1:{server.server_address[1]}", file=sys.stderr, flush=True)
+    common.logger("bmc")(f"listening on 127.0.0.1:{server.server_address[1]}")
     try:
         server.serve_forever()
     finally:
@@ -643,18 +631,9 @@ def serve(sdir: Path) -> None:
 
 def wait_listening(port: int, pid: int | None = None, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            pass
-        if pid is not None:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    raise PowerError("the BMC service exited at start")
-            except ChildProcessError:
-                pass
+    while not common.port_answers("127.0.0.1", port):
+        if pid is not None and not common.pid_alive(pid):
+            raise PowerError("the BMC service exited at start")
         if time.monotonic() > deadline:
             raise PowerError(f"the BMC service does not listen on 127.0.0.1:{port}")
         time.sleep(0.1)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -44,42 +45,34 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+try:
+    from . import common  # imported as part of a package
+except ImportError:
+    import common  # run as a script, or imported with tests/harness on sys.path
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BUILD_ROOTFS = REPO / "scripts" / "build-rootfs"
-STATE_ROOT = Path(os.environ.get("KICKSTACK_STATE_ROOT", "/var/tmp/kickstack"))
 CGROUP_BASE = "kickstack"
 # Seconds `up` waits for another lab on the same subnet to go away (KICKSTACK_LAB_WAIT).
 LAB_WAIT = int(os.environ.get("KICKSTACK_LAB_WAIT", "1500"))
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 
-class HarnessError(RuntimeError):
-    pass
-
-
-def log(msg: str) -> None:
-    print(f"nspawn: {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if check and p.returncode != 0:
-        raise HarnessError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
+HarnessError, run, pid_alive = common.HarnessError, common.run, common.pid_alive
+log = common.logger("nspawn")
 
 
 # --------------------------------------------------------------------------- spec
 def load_spec(spec: dict | str | Path) -> dict:
     """Validate a spec and fill in defaults. Accepts a dict or a JSON file path."""
     if not isinstance(spec, dict):
-        spec = json.loads(Path(spec).read_text())
+        spec = common.read_spec(spec)
     s = dict(spec)
     lab = s.get("lab", "")
     if not NAME_RE.match(lab) or len(lab) > 20:
@@ -120,7 +113,7 @@ def load_spec(spec: dict | str | Path) -> dict:
             raise HarnessError(f"node {name}: {ip} is not a host address of {net}")
         if ip in seen_ips:
             raise HarnessError(f"node {name}: {ip} is already taken in the lab")
-        mac = n.get("mac") or _mac_for(lab, name)
+        mac = n.get("mac") or common.lab_mac(lab, name)
         mac = mac.lower()
         if not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", mac) or int(mac[:2], 16) & 1:
             raise HarnessError(f"node {name}: bad or multicast MAC {mac}")
@@ -138,15 +131,10 @@ def load_spec(spec: dict | str | Path) -> dict:
     return s
 
 
-def _mac_for(lab: str, node: str) -> str:
-    h = hashlib.sha256(f"{lab}/{node}".encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
-
-
 def names(lab: str) -> dict:
     h = hashlib.sha256(lab.encode()).hexdigest()[:8]
     return {
-        "state": STATE_ROOT / lab,
+        "state": common.state_dir(lab),
         "br_ns": f"ks-{lab}-br",
         "host_if": f"ks{h}h",  # root-namespace end of the host<->bridge veth (<= 15 chars)
     }
@@ -170,19 +158,6 @@ def node_cgroups(lab: str, node: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------- processes
-def pid_alive(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def cgroup_pids(cg: Path) -> set[int]:
     pids: set[int] = set()
     if cg.is_dir():
@@ -303,24 +278,11 @@ def teardown_network(spec: dict) -> None:
 def get_rootfs(spec: dict) -> str:
     rootfs = spec.get("rootfs") or os.environ.get("KICKSTACK_ROOTFS")
     if not rootfs:
-        cmd = [str(BUILD_ROOTFS)]
-        if spec["packages"]:
-            cmd += ["--extra-packages", " ".join(spec["packages"])]
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if p.returncode != 0:
-            raise HarnessError(f"{BUILD_ROOTFS} failed ({p.returncode})")
-        rootfs = p.stdout.strip().splitlines()[-1]
+        extra = ["--extra-packages", " ".join(spec["packages"])] if spec["packages"] else []
+        rootfs = common.build_output([BUILD_ROOTFS, *extra])
     if not Path(rootfs, "usr/lib/systemd/systemd").exists():
         raise HarnessError(f"{rootfs} does not look like a rootfs with systemd")
     return rootfs
-
-
-def ensure_key(state: Path) -> Path:
-    key = state / "id_ed25519"
-    if not key.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kickstack-{state.name}",
-             "-f", str(key)])
-    return key
 
 
 def prepare_upper(spec: dict, node: dict, upper: Path, pubkey: str) -> None:
@@ -436,44 +398,19 @@ def wait_node(spec: dict, node: dict, launcher: int, deadline: float) -> dict:
         failed = nsenter(leader, ["systemctl", "--failed", "--plain", "--no-legend"]).stdout
         log(f"{name}: degraded; failed units: {failed.strip()}")
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((node["ip"], 22), timeout=2) as s:
-                s.settimeout(2)
-                if s.recv(8).startswith(b"SSH-"):
-                    return {"launcher": launcher, "leader": leader, "systemd": state}
-        except OSError:
-            pass
+        if common.port_answers(node["ip"], 22, timeout=2, banner=b"SSH-"):
+            return {"launcher": launcher, "leader": leader, "systemd": state}
         time.sleep(0.2)
     raise HarnessError(f"{name}: sshd on {node['ip']}:22 did not answer")
 
 
-SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=5"]
-
-
 def write_inventory(spec: dict, state: Path, key: Path) -> Path:
-    q = json.dumps  # a JSON string is a valid YAML scalar
-    lines = ["# generated by tests/harness/nspawn.py; removed by `down`", "all:",
-             "  vars:", "    ansible_user: root",
-             f"    ansible_ssh_private_key_file: {q(str(key))}",
-             "    ansible_python_interpreter: /usr/bin/python3",
-             f"    ansible_ssh_common_args: {q(' '.join(SSH_OPTS[:-4]))}",
-             "  children:", f"    {spec['lab'].replace('-', '_')}:", "      hosts:"]
-    for n in spec["nodes"]:
-        lines += [f"        {n['name']}:", f"          ansible_host: {n['ip']}"]
-    inv = state / "inventory.yml"
-    inv.write_text("\n".join(lines) + "\n")
-    cfg = [f"Host {n['name']}\n  HostName {n['ip']}\n" for n in spec["nodes"]]
-    cfg.append(f"Host *\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
-               "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
-    (state / "ssh_config").write_text("\n".join(cfg))
-    return inv
-
-
-def ssh_cmd(state_dir: Path | str, node_ip: str, *cmd: str) -> list[str]:
-    state_dir = Path(state_dir)
-    return ["ssh", *SSH_OPTS, "-i", str(state_dir / "id_ed25519"), f"root@{node_ip}", *cmd]
+    hosts = {n["name"]: {"ansible_host": n["ip"]} for n in spec["nodes"]}
+    common.write_ssh_config(state / "ssh_config", key, [(n["name"], n["ip"], None) for n in spec["nodes"]])
+    inventory = {"all": {"vars": common.ansible_ssh_vars(key),
+                         "children": {spec["lab"].replace("-", "_"): {"hosts": hosts}}}}
+    return common.write_inventory(state / "inventory.yml", inventory,
+                                  "generated by tests/harness/nspawn.py; removed by `down`")
 
 
 def up(spec: dict | str | Path) -> dict:
@@ -492,7 +429,7 @@ def up(spec: dict | str | Path) -> dict:
     state: Path = n["state"]
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
-    key = ensure_key(state)
+    key = common.ensure_key(state)
     pub = (state / "id_ed25519.pub").read_text()
     record = {"spec": spec, "rootfs": rootfs, "state_dir": str(state), "nodes": {},
               "host_if": n["host_if"], "bridge_netns": n["br_ns"]}
@@ -506,7 +443,7 @@ def up(spec: dict | str | Path) -> dict:
             launchers[node["name"]] = start_node(spec, node, rootfs, state)
             record["nodes"][node["name"]] = {"launcher": launchers[node["name"]],
                                              "ip": node["ip"], "mac": node["mac"]}
-        _write_state(state, record)
+        common.write_state(state, record)
         deadline = time.monotonic() + float(spec["boot_timeout"])
         with concurrent.futures.ThreadPoolExecutor(len(spec["nodes"])) as ex:
             futs = {nd["name"]: ex.submit(wait_node, spec, nd, launchers[nd["name"]], deadline)
@@ -515,34 +452,28 @@ def up(spec: dict | str | Path) -> dict:
                 record["nodes"][name].update(f.result())
     except BaseException:
         if state.is_dir():
-            _write_state(state, record)
+            common.write_state(state, record)
         if os.environ.get("KICKSTACK_KEEP"):
             log(f"up failed; KICKSTACK_KEEP set, leaving the lab as it is ({state})")
         else:
-            log(f"up failed; tearing the lab down (KICKSTACK_KEEP=1 keeps it, "
+            log("up failed; tearing the lab down (KICKSTACK_KEEP=1 keeps it, "
                 "with the console logs)")
             down(spec, quiet=True)
         raise
     record["inventory"] = str(write_inventory(spec, state, key))
     record["ssh_key"] = str(key)
     record["up_seconds"] = round(time.monotonic() - t0, 2)
-    _write_state(state, record)
+    common.write_state(state, record)
     log(f"lab {spec['lab']} up in {record['up_seconds']} s: "
         + ", ".join(f"{k}={v['ip']}({v['systemd']})" for k, v in record["nodes"].items()))
     return record
 
 
-def _write_state(state: Path, record: dict) -> None:
-    tmp = state / "state.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(state / "state.json")
-
-
 def _spec_from_lab(lab: str) -> dict:
-    st = STATE_ROOT / lab / "state.json"
-    if not st.exists():
-        raise HarnessError(f"no state for lab {lab} ({st}); pass --spec")
-    return json.loads(st.read_text())["spec"]
+    rec = common.read_state(common.state_dir(lab))
+    if not rec:
+        raise HarnessError(f"no state for lab {lab} ({common.state_dir(lab) / 'state.json'}); pass --spec")
+    return rec["spec"]
 
 
 def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20) -> None:
@@ -554,13 +485,11 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
     n = names(lab)
     state: Path = n["state"]
     launchers: set[int] = set()
-    st = state / "state.json"
-    if st.exists():
-        try:
-            rec = json.loads(st.read_text())
-            launchers = {v["launcher"] for v in rec.get("nodes", {}).values() if v.get("launcher")}
-        except (ValueError, KeyError):
-            pass
+    try:
+        rec = common.read_state(state) or {}
+        launchers = {v["launcher"] for v in rec.get("nodes", {}).values() if v.get("launcher")}
+    except (ValueError, KeyError):
+        pass
     cgs = [cg for node in spec["nodes"] for cg in node_cgroups(lab, node["name"])]
     # Only trust a recorded PID if it is still in one of our cgroups (PIDs get reused).
     ours = set().union(*(cgroup_pids(cg) for cg in cgs)) if cgs else set()
@@ -573,11 +502,8 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
                 launchers.update(int(x) for x in (d / "cgroup.procs").read_text().split())
             except OSError:
                 pass
-    for pid in launchers:  # nspawn turns SIGTERM into a clean poweroff of the container
-        _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + stop_timeout
-    while time.monotonic() < deadline and any(pid_alive(p) for p in launchers):
-        time.sleep(0.1)
+    # nspawn turns SIGTERM into a clean poweroff of the container
+    common.stop(launchers, grace=stop_timeout)
     for _ in range(50):
         left = {p for cg in cgs for p in cgroup_pids(cg) if pid_alive(p)}
         if not left:
@@ -585,16 +511,15 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
         if not quiet:
             log(f"killing leftover processes {sorted(left)}")
         for pid in left:
-            _kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
     for cg in cgs:
         _rmdir_tree(cg)
     for root in cgroup_roots():
         for d in (root / CGROUP_BASE / lab, root / CGROUP_BASE):
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
     teardown_network(spec)
     for node in spec["nodes"]:
         prop = Path("/run/systemd/nspawn/propagate", f"{lab}-{node['name']}")
@@ -609,23 +534,14 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
         log(f"lab {lab} down")
 
 
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _rmdir_tree(cg: Path, timeout: float = 10) -> None:
     # Processes just killed with SIGKILL keep their cgroup busy (EBUSY) until the kernel
     # has finished tearing them down: retry for a while before giving up.
     deadline = time.monotonic() + timeout
     while cg.is_dir():
         for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
         try:
             cg.rmdir()
         except OSError as e:
@@ -638,8 +554,7 @@ def status(spec: dict | str | Path) -> dict:
     """Per node: launcher alive, systemd state, sshd answering."""
     spec = load_spec(spec)
     lab = spec["lab"]
-    st = names(lab)["state"] / "state.json"
-    rec = json.loads(st.read_text()) if st.exists() else {"nodes": {}}
+    rec = common.read_state(names(lab)["state"]) or {"nodes": {}}
     out = {}
     for node in spec["nodes"]:
         r = rec["nodes"].get(node["name"], {})
@@ -653,13 +568,7 @@ def status(spec: dict | str | Path) -> dict:
                 systemd = nsenter(leader, ["systemctl", "is-system-running"], timeout=10).stdout.strip()
             except subprocess.TimeoutExpired:
                 systemd = "timeout"
-        ssh = False
-        if alive:
-            try:
-                with socket.create_connection((node["ip"], 22), timeout=1):
-                    ssh = True
-            except OSError:
-                pass
+        ssh = alive and common.port_answers(node["ip"], 22)
         out[node["name"]] = {"ip": node["ip"], "running": alive, "leader": leader,
                              "systemd": systemd or "stopped", "ssh": ssh}
     return out
@@ -670,6 +579,7 @@ def _need_root() -> None:
         raise HarnessError("must run as root (network namespaces, cgroups, systemd-nspawn)")
 
 
+@common.cli(log)
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_launch":  # internal: see start_node()
@@ -687,31 +597,27 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--spec", help="lab spec, a JSON file")
     g.add_argument("--lab", help="lab name (down/status: use the spec saved by `up`)")
     a = ap.parse_args(argv)
-    try:
-        if a.spec:
-            spec = a.spec
-        else:
-            try:
-                spec = _spec_from_lab(a.lab)
-            except HarnessError:
-                if a.action == "down":
-                    return 0  # nothing recorded, nothing to do
-                raise
-        if a.action == "up":
-            rec = up(spec)
-            print(json.dumps({"inventory": rec["inventory"], "ssh_key": rec["ssh_key"],
-                              "state_dir": rec["state_dir"], "up_seconds": rec["up_seconds"],
-                              "nodes": rec["nodes"]}, indent=2))
-        elif a.action == "down":
-            down(spec)
-        else:
-            res = status(spec)
-            print(json.dumps(res, indent=2))
-            return 0 if all(v["running"] and v["systemd"] in ("running", "degraded") and v["ssh"]
-                            for v in res.values()) else 3
-    except HarnessError as e:
-        log(f"ERROR: {e}")
-        return 1
+    if a.spec:
+        spec = a.spec
+    else:
+        try:
+            spec = _spec_from_lab(a.lab)
+        except HarnessError:
+            if a.action == "down":
+                return 0  # nothing recorded, nothing to do
+            raise
+    if a.action == "up":
+        rec = up(spec)
+        print(json.dumps({"inventory": rec["inventory"], "ssh_key": rec["ssh_key"],
+                          "state_dir": rec["state_dir"], "up_seconds": rec["up_seconds"],
+                          "nodes": rec["nodes"]}, indent=2))
+    elif a.action == "down":
+        down(spec)
+    else:
+        res = status(spec)
+        print(json.dumps(res, indent=2))
+        return 0 if all(v["running"] and v["systemd"] in ("running", "degraded") and v["ssh"]
+                        for v in res.values()) else 3
     return 0
 
 

@@ -27,6 +27,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bmc  # noqa: E402
+import common  # noqa: E402
 import vm  # noqa: E402
 
 LAB = "bmc-test-unit"
@@ -149,10 +150,10 @@ def make_fake_lab(lab: str, names: list[str]):
 def state_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("bmc") / "state, root"
     root.mkdir()
-    saved = vm.STATE_ROOT
-    vm.STATE_ROOT = root
+    saved = common.STATE_ROOT
+    common.STATE_ROOT = root
     yield root
-    vm.STATE_ROOT = saved
+    common.STATE_ROOT = saved
 
 
 HOLD = 1.0  # the BMC's KICKSTACK_BMC_BOOT_ORDER_HOLD here (seconds)
@@ -249,7 +250,7 @@ def test_qemu_argv_keeps_resets_and_forwards_the_bmc(lab, tmp_path):
         "--node", "n1", "--state-dir", str(sdir) + "/"]
 
 
-@pytest.mark.skipif(not shutil.which(vm.QEMU), reason="no QEMU")
+@pytest.mark.skipif(not shutil.which(common.QEMU), reason="no QEMU")
 def test_qemu_accepts_the_netdev(lab, tmp_path):
     """The real QEMU parses the user netdev with the escaped guestfwd (and the -action flags)."""
     sdir, st = lab["sdir"], lab["st"]
@@ -258,7 +259,7 @@ def test_qemu_accepts_the_netdev(lab, tmp_path):
     netdev = argv[argv.index("-netdev") + 1]
     action = argv[argv.index("-action") + 1]
     res = subprocess.run(
-        [vm.QEMU, "-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "none", "-S",
+        [common.QEMU, "-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "none", "-S",
          "-action", action, "-device", "pvpanic", "-netdev", netdev,
          "-device", "virtio-net-pci,netdev=n0", "-qmp", "stdio"],
         input='{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n',
@@ -511,10 +512,7 @@ def test_down_stops_the_bmc(state_root):
         assert vm.bmc_alive(sdir)
         assert pid in vm.lab_pids(sdir)
         vm.down(lab2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and bmc._pid_alive(pid, str(sdir) + "/"):
-            time.sleep(0.1)
-        assert not bmc._pid_alive(pid, str(sdir) + "/")
+        assert common.wait_until(lambda: not common.pid_alive(pid, vm.lab_marker(sdir)), 10)
         assert not sdir.exists()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", st["bmc"]["host_port"]), timeout=2).close()
@@ -581,10 +579,8 @@ def test_one_time_pxe_boot_is_taken_by_the_next_reset_only(lab):
     assert (boot["BootSourceOverrideTarget"], boot["BootSourceOverrideEnabled"]) == ("None", "Disabled")
     # The firmware reads the order during POST: it stays network-first for a while, then is put back.
     assert fake.boot_order() == ["nic0", "disk0"]
-    deadline = time.monotonic() + HOLD + 10
-    while fake.boot_order() != ["disk0"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert fake.boot_order() == ["disk0"], "the order after that boot is the disk's again"
+    assert common.wait_until(lambda: fake.boot_order() == ["disk0"], HOLD + 10), \
+        "the order after that boot is the disk's again"
     assert reset(lab, "n2", "ForceRestart")[0] == 204
     assert fake.boot_orders[-1] == ["disk0"]
     # From power off, On takes it as well, and the next power action puts the order back at once.

@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bmc  # noqa: E402
+import common  # noqa: E402
 import vm  # noqa: E402
 
 LAB = "bmc-test-vm"
@@ -62,12 +63,8 @@ def power(action):
 
 def relays(sdir):
     """Live relay processes of the lab (one per guest connection, gone when it closes)."""
-    out = []
-    for pid in vm.lab_pids(sdir):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"relay" in argv and bmc._pid_alive(pid, str(sdir) + "/"):
-            out.append(pid)
-    return out
+    argvs = common.processes()
+    return [pid for pid in vm.lab_pids(sdir) if b"relay" in argvs.get(pid, []) and common.pid_alive(pid, f"{sdir}/")]
 
 
 def fence(st, *args):
@@ -94,10 +91,7 @@ def test_fence_redfish_in_the_guest_reads_power_state(lab):
     assert any(e["path"] == "/redfish/v1/Systems" for e in guest)
     assert any(e["status"] == 401 for e in guest)
     assert PASSWORD not in (sdir / "bmc.log").read_text()
-    deadline = time.monotonic() + 10
-    while relays(sdir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not relays(sdir), "relay processes outlive their connections"
+    assert common.wait_until(lambda: not relays(sdir), 10, 0.5), "relay processes outlive their connections"
 
 
 def test_restrict_still_blocks_other_addresses(lab):
@@ -149,9 +143,7 @@ def test_guest_panic_ends_qemu(lab):
     assert res.returncode == 0, "the guest kernel has no pvpanic driver bound: " + res.stdout + res.stderr
     pid = vm.read_pid(sdir / NODE / "qemu.pid")
     ssh(lab, "sync; echo c > /proc/sysrq-trigger", timeout=30)
-    deadline = time.monotonic() + 120
-    while bmc._pid_alive(pid, str(sdir) + "/") and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not bmc._pid_alive(pid, str(sdir) + "/"), "QEMU still runs after a guest panic"
+    assert common.wait_until(lambda: not common.pid_alive(pid, f"{sdir}/"), 120, 1), \
+        "QEMU still runs after a guest panic"
     assert "Kernel panic" in (sdir / NODE / "serial.log").read_text(errors="replace")
     assert power("status")["power"] == "Off"

@@ -14,6 +14,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import common  # noqa: E402
 import nspawn  # noqa: E402
 
 pytestmark = [
@@ -32,9 +33,7 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def lab():
-    out = subprocess.run([str(nspawn.BUILD_ROOTFS)], stdout=subprocess.PIPE, text=True,
-                         check=True).stdout
-    spec = dict(SPEC, rootfs=out.strip().splitlines()[-1])
+    spec = dict(SPEC, rootfs=common.build_output([nspawn.BUILD_ROOTFS]))
     rec = nspawn.up(spec)
     yield spec, rec
     nspawn.down(spec, quiet=True)
@@ -42,8 +41,7 @@ def lab():
 
 def ssh(rec: dict, node: str, *cmd: str) -> subprocess.CompletedProcess:
     ip = rec["nodes"][node]["ip"]
-    return subprocess.run(nspawn.ssh_cmd(rec["state_dir"], ip, *cmd), capture_output=True,
-                          text=True, timeout=30)
+    return common.run(common.ssh_cmd(rec["state_dir"], ip, *cmd), check=False, timeout=30)
 
 
 def test_systemd_running(lab):
@@ -79,8 +77,8 @@ def test_inventory(lab):
     _, rec = lab
     inv = Path(rec["inventory"]).read_text()
     for node in ("nodea", "nodeb"):
-        assert f"ansible_host: {rec['nodes'][node]['ip']}" in inv
-    assert "ansible_python_interpreter: /usr/bin/python3" in inv
+        assert f'ansible_host: "{rec["nodes"][node]["ip"]}"' in inv
+    assert 'ansible_python_interpreter: "/usr/bin/python3"' in inv
     assert Path(rec["ssh_key"]).exists()
 
 
@@ -101,13 +99,5 @@ def test_down_leaves_nothing(lab):
 
 
 def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmd and nspawn.pid_alive(int(d.name)):
-                found.append(f"{d.name}: {cmd}")
-    return found
+    return [f"{pid}: {b' '.join(argv).decode()}" for pid, argv in common.processes().items()
+            if text.encode() in b" ".join(argv) and nspawn.pid_alive(pid)]

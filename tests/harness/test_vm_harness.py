@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 import vm  # noqa: E402
 
 LAB = "harness-test"
@@ -37,15 +38,7 @@ SPEC = {
 
 def live_qemu_pids(sdir: Path) -> list[int]:
     """qemu processes of the lab that are not zombies (PID 1 reaps daemonized ones late)."""
-    pids = []
-    for pid in vm.lab_pids(sdir):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            pids.append(pid)
-    return pids
+    return [pid for pid in vm.lab_pids(sdir) if common.pid_alive(pid)]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +67,7 @@ def test_inventory_written(lab):
     inv = (vm.state_dir(LAB) / "inventory.yml").read_text()
     for n in lab["nodes"]:
         assert f"ansible_port: {n['ssh_port']}" in inv
-    assert "ansible_python_interpreter: /usr/bin/python3" in inv
+    assert 'ansible_python_interpreter: "/usr/bin/python3"' in inv
 
 
 def test_drbd_module_is_8_4_11(lab):

@@ -58,12 +58,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -71,48 +69,25 @@ import time
 from pathlib import Path
 
 try:
-    from . import bmc as bmc_mod  # imported as part of a package
+    from . import bmc as bmc_mod, common  # imported as part of a package
 except ImportError:
     import bmc as bmc_mod  # run as a script, or imported with tests/harness on sys.path
+    import common
+
+HarnessError, read_pid, state_dir = common.HarnessError, common.read_pid, common.state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-vm-image"
-STATE_ROOT = Path(os.environ.get("KICKSTACK_STATE_ROOT", "/var/tmp/kickstack"))
-QEMU = os.environ.get("KICKSTACK_QEMU", "qemu-system-x86_64")
 
 # Fixed PCI slots keep guest device names stable: NICs first, then root (vda), data disks.
 PCI_USER_NIC, PCI_LINK_NIC, PCI_RNG, PCI_ROOT, PCI_DATA0 = 3, 4, 5, 6, 7
 LINK_NETDEV = "n1"  # the private link's netdev id (`vm.py link` cuts it)
-SSH_OPTS = [
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "LogLevel=ERROR",
-    "-o", "IdentitiesOnly=yes",
-    "-o", "ConnectTimeout=5",
-]
-
-
-class HarnessError(RuntimeError):
-    pass
-
-
-def log(msg: str) -> None:
-    print(f"vm.py: {msg}", file=sys.stderr, flush=True)
+log = common.logger("vm.py")
 
 
 # ---------------------------------------------------------------- spec
 def load_spec(path: str | os.PathLike) -> dict:
-    text = Path(path).read_text()
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            import yaml  # type: ignore[import-untyped]
-        except ImportError as exc:
-            raise HarnessError(f"{path}: not JSON, and PyYAML is not available to read YAML") from exc
-        spec = yaml.safe_load(text)
-    return normalize_spec(spec)
+    return normalize_spec(common.read_spec(path))
 
 
 def normalize_spec(spec: dict) -> dict:
@@ -175,21 +150,7 @@ def normalize_spec(spec: dict) -> dict:
     }
 
 
-def state_dir(lab: str) -> Path:
-    return STATE_ROOT / lab
-
-
 # ---------------------------------------------------------------- helpers
-def free_port(kind: int, exclude: set[int]) -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in exclude:
-            return port
-    raise HarnessError("no free port")
-
-
 def port_free(port: int, kind: int) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         try:
@@ -199,65 +160,27 @@ def port_free(port: int, kind: int) -> bool:
     return True
 
 
-def mac(lab: str, index: int, nic: int) -> str:
-    h = hashlib.sha256(lab.encode()).digest()
-    return "52:54:%02x:%02x:%02x:%02x" % (h[0], h[1], index + 1, nic)
-
-
-def pid_alive(pid: int, marker: str) -> bool:
-    """True when pid runs and its command line mentions marker (guards against pid reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return marker.encode() in cmdline
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def lab_marker(sdir: Path) -> str:
+    """What the command line of each of the lab's processes contains (see common.pid_alive)."""
+    return f"{sdir}/"
 
 
 def lab_pids(sdir: Path) -> list[int]:
     """The lab's qemu, hub, BMC and relay processes: found by their command line naming its state dir."""
-    marker = str(sdir).encode() + b"/"
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not any(marker in a for a in argv):
-            continue
-        is_qemu = os.path.basename(argv[0]).startswith(b"qemu-system")
-        is_helper = b"--state-dir" in argv and any(c in argv for c in (b"hub", b"bmc", b"serve", b"relay"))
-        if is_qemu or is_helper:
-            pids.append(int(p.name))
-    return pids
-
-
-def ssh_cmd(sdir: Path, port: int, *command: str) -> list[str]:
-    return ["ssh", *SSH_OPTS, "-i", str(sdir / "id_ed25519"), "-p", str(port), "root@127.0.0.1", *command]
+    marker = lab_marker(sdir).encode()
+    return [pid for pid, argv in common.processes().items() if any(marker in a for a in argv) and (
+        os.path.basename(argv[0]).startswith(b"qemu-system")
+        or b"--state-dir" in argv and any(c in argv for c in (b"hub", b"bmc", b"serve", b"relay")))]
 
 
 def run_ssh(sdir: Path, port: int, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(ssh_cmd(sdir, port, command), capture_output=True, text=True, timeout=timeout)
+    return common.run(common.ssh_cmd(sdir, "127.0.0.1", command, port=port), check=False, timeout=timeout)
 
 
 def build_image() -> Path:
     if not BUILD_SCRIPT.exists():
         raise HarnessError(f"{BUILD_SCRIPT} not found")
-    res = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True)
-    if res.returncode != 0:
-        raise HarnessError(f"{BUILD_SCRIPT} failed (exit {res.returncode})")
-    lines = [line for line in res.stdout.splitlines() if line.strip()]
-    if not lines:
-        raise HarnessError(f"{BUILD_SCRIPT} printed no image directory")
-    return Path(lines[-1].strip())
+    return Path(common.build_output([BUILD_SCRIPT]))
 
 
 # ---------------------------------------------------------------- hub (3+ nodes)
@@ -274,19 +197,14 @@ def run_hub(listen_port: int, node_ports: list[int]) -> None:
 
 
 # ---------------------------------------------------------------- up
-def qemu_opt(value: str) -> str:
-    """A value inside a QEMU option string (-netdev a=b,c=d): commas are doubled."""
-    return value.replace(",", ",,")
-
-
 def bmc_guestfwd(sdir: Path, node: dict, st: dict) -> str:
     """guestfwd rule of the user-mode netdev: each guest connection to 10.0.2.100:443 runs one
     relay process (libslirp splits the command with g_shell_parse_argv and gives it the
-    connection as stdin/stdout/stderr)."""
+    connection as stdin/stdout/stderr). A comma inside a QEMU option value is written twice."""
     cmd = " ".join(shlex.quote(a) for a in [
         sys.executable, str(Path(bmc_mod.__file__).resolve()), "relay",
-        "--port", str(st["bmc"]["host_port"]), "--node", node["name"], "--state-dir", str(sdir) + "/"])
-    return f"guestfwd=tcp:{bmc_mod.GUEST_ADDRESS}:{bmc_mod.GUEST_PORT}-cmd:{qemu_opt(cmd)}"
+        "--port", str(st["bmc"]["host_port"]), "--node", node["name"], "--state-dir", lab_marker(sdir)])
+    return f"guestfwd=tcp:{bmc_mod.GUEST_ADDRESS}:{bmc_mod.GUEST_PORT}-cmd:{cmd.replace(',', ',,')}"
 
 
 def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dict]) -> list[str]:
@@ -305,47 +223,26 @@ def qemu_argv(image: Path, sdir: Path, node: dict, st: dict, all_nodes: list[dic
         append += [f"kickstack.link_mac={node['link_mac']}", f"kickstack.link_ip={node['link_ip']}"]
     if hosts:
         append.append(f"kickstack.hosts={hosts}")
-    argv = [
-        QEMU,
-        "-name", f"kickstack-{st['lab']}-{node['name']}",
-        "-accel", "tcg",
-        "-machine", "pc",
-        "-m", str(node["memory"]),
-        "-smp", str(node["cpus"]),
-        "-nodefaults", "-display", "none",
+    user = f"user,restrict=on,hostfwd=tcp:127.0.0.1:{node['ssh_port']}-:22"
+    nics = [{"netdev": user + (f",{bmc_guestfwd(sdir, node, st)}" if st.get("bmc") else ""),
+             "mac": node["user_mac"], "addr": PCI_USER_NIC}]
+    if node.get("link_ip"):
+        nics.append({"netdev": f"socket,udp=127.0.0.1:{node['link_peer_port']},"
+                               f"localaddr=127.0.0.1:{node['link_port']}",
+                     "id": LINK_NETDEV, "mac": node["link_mac"], "addr": PCI_LINK_NIC})
+    disks = [{"file": ndir / "root.qcow2", "id": "root", "format": "qcow2", "addr": PCI_ROOT}]
+    disks += [{"file": ndir / f"{d['serial']}.{d['format']}", "format": d["format"], "serial": d["serial"],
+               "addr": PCI_DATA0 + i} for i, d in enumerate(node["disks"])]
+    return common.qemu_argv(
+        name=f"kickstack-{st['lab']}-{node['name']}", memory=node["memory"], cpus=node["cpus"],
+        kernel=image / "vmlinuz", initrd=image / "initrd.img", append=" ".join(append),
+        serial=ndir / "serial.log", qmp=ndir / "qmp.sock", pidfile=ndir / "qemu.pid", daemonize=True,
+        nics=nics, disks=disks,
         # a reset (guest reboot, the BMC's system_reset) reboots: -kernel/-initrd/-append are
         # loaded again by the firmware; a guest power-off ends QEMU; a guest panic (reported by
         # the pvpanic device) ends QEMU with exit status 1, so a crashed VM does not boot-loop.
-        "-action", "reboot=reset,shutdown=poweroff,panic=exit-failure",
-        "-device", "pvpanic",
-        "-kernel", str(image / "vmlinuz"),
-        "-initrd", str(image / "initrd.img"),
-        "-append", " ".join(append),
-        "-serial", f"file:{ndir}/serial.log",
-        "-monitor", "none",
-        "-qmp", f"unix:{ndir}/qmp.sock,server=on,wait=off",
-        "-pidfile", str(ndir / "qemu.pid"),
-        "-daemonize",
-        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{node['ssh_port']}-:22"
-                   + (f",{bmc_guestfwd(sdir, node, st)}" if st.get("bmc") else ""),
-        "-device", f"virtio-net-pci,netdev=n0,mac={node['user_mac']},addr={PCI_USER_NIC:#x}",
-        "-device", f"virtio-rng-pci,addr={PCI_RNG:#x}",
-        "-drive", f"file={ndir}/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
-        "-device", f"virtio-blk-pci,drive=root,addr={PCI_ROOT:#x}",
-    ]
-    if node.get("link_ip"):
-        argv += [
-            "-netdev",
-            f"socket,id={LINK_NETDEV},udp=127.0.0.1:{node['link_peer_port']},localaddr=127.0.0.1:{node['link_port']}",
-            "-device", f"virtio-net-pci,netdev={LINK_NETDEV},mac={node['link_mac']},addr={PCI_LINK_NIC:#x}",
-        ]
-    for i, disk in enumerate(node["disks"]):
-        argv += [
-            "-drive", f"file={ndir}/{disk['serial']}.{disk['format']},if=none,id=d{i},"
-                      f"format={disk['format']},cache=unsafe,discard=unmap",
-            "-device", f"virtio-blk-pci,drive=d{i},serial={disk['serial']},addr={PCI_DATA0 + i:#x}",
-        ]
-    return argv
+        extra=["-action", "reboot=reset,shutdown=poweroff,panic=exit-failure", "-device", "pvpanic",
+               "-device", f"virtio-rng-pci,addr={PCI_RNG:#x}"])
 
 
 def _plan(spec: dict, image: Path) -> dict:
@@ -358,26 +255,26 @@ def _plan(spec: dict, image: Path) -> dict:
                 raise HarnessError(f"{n['name']}: ssh_port {n['ssh_port']} on 127.0.0.1 is in use")
             n["ssh_port"] = int(n["ssh_port"])
         else:
-            n["ssh_port"] = free_port(socket.SOCK_STREAM, used)
+            n["ssh_port"] = common.free_port(socket.SOCK_STREAM, used)
             used.add(n["ssh_port"])
-        n["user_mac"] = mac(spec["lab"], n["index"], 1)
-        n["link_mac"] = mac(spec["lab"], n["index"], 2)
+        n["user_mac"] = common.lab_mac(spec["lab"], n["name"], "user")
+        n["link_mac"] = common.lab_mac(spec["lab"], n["name"], "link")
     linked = [n for n in nodes if n.get("link_ip")]
     udp_used: set[int] = set()
     for n in linked:
-        n["link_port"] = free_port(socket.SOCK_DGRAM, udp_used)
+        n["link_port"] = common.free_port(socket.SOCK_DGRAM, udp_used)
         udp_used.add(n["link_port"])
     hub_port = None
     if len(linked) == 2:
         linked[0]["link_peer_port"] = linked[1]["link_port"]
         linked[1]["link_peer_port"] = linked[0]["link_port"]
     elif len(linked) > 2:
-        hub_port = free_port(socket.SOCK_DGRAM, udp_used)
+        hub_port = common.free_port(socket.SOCK_DGRAM, udp_used)
         for n in linked:
             n["link_peer_port"] = hub_port
     elif len(linked) == 1:
         # a lone node still gets its NIC, looped to an unused port
-        linked[0]["link_peer_port"] = free_port(socket.SOCK_DGRAM, udp_used | {linked[0]["link_port"]})
+        linked[0]["link_peer_port"] = common.free_port(socket.SOCK_DGRAM, udp_used | {linked[0]["link_port"]})
     st = {"lab": spec["lab"], "image": str(image), "nodes": nodes, "hub_port": hub_port,
           "boot_timeout": spec["boot_timeout"], "bmc": None}
     if spec.get("bmc"):
@@ -386,7 +283,7 @@ def _plan(spec: dict, image: Path) -> dict:
             "address": bmc_mod.GUEST_ADDRESS,   # what the guests use (fence_redfish --ip)
             "port": bmc_mod.GUEST_PORT,         # (--ipport)
             "host_address": "127.0.0.1",        # what the host uses
-            "host_port": free_port(socket.SOCK_STREAM, used),
+            "host_port": common.free_port(socket.SOCK_STREAM, used),
             "username": spec["bmc"]["username"],
             "credentials_file": str(sdir / "bmc.json"),  # 0600, {"username", "password", ...}
             "log": str(sdir / "bmc.log"),
@@ -398,16 +295,13 @@ def _plan(spec: dict, image: Path) -> dict:
 
 
 def bmc_alive(sdir: Path) -> bool:
-    return pid_alive(read_pid(sdir / "bmc.pid") or -1, str(sdir) + "/")
+    return common.pid_alive(read_pid(sdir / "bmc.pid"), lab_marker(sdir))
 
 
 def start_bmc(sdir: Path, st: dict) -> int:
     """Start the lab's Redfish service (`vm.py bmc`, see bmc.py) as a daemon; returns its pid."""
-    out = open(sdir / "bmc.out", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "bmc", "--state-dir", str(sdir) + "/"],
-        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    out.close()
+    proc = common.spawn([sys.executable, Path(__file__).resolve(), "bmc", "--state-dir", lab_marker(sdir)],
+                        sdir / "bmc.out")
     (sdir / "bmc.pid").write_text(f"{proc.pid}\n")
     try:
         bmc_mod.wait_listening(st["bmc"]["host_port"], proc.pid)
@@ -426,19 +320,15 @@ def setup_bmc(sdir: Path, st: dict, bmc_spec: dict) -> None:
     if not password:
         import secrets
         password = secrets.token_urlsafe(18)
-    try:
-        bmc_mod.configure(sdir, bmc_spec["username"], password, st["bmc"]["host_port"])
-    except bmc_mod.PowerError as exc:
-        raise HarnessError(str(exc)) from exc
+    bmc_mod.configure(sdir, bmc_spec["username"], password, st["bmc"]["host_port"])
 
 
 def up(spec: dict, wait: bool = True) -> dict:
     """Start every VM of the spec (idempotent: a running lab is left alone) and wait for ssh."""
     sdir = state_dir(spec["lab"])
-    st_file = sdir / "state.json"
-    if st_file.exists():
-        st = json.loads(st_file.read_text())
-        running = [n["name"] for n in st["nodes"] if pid_alive(read_pid(sdir / n["name"] / "qemu.pid") or -1, str(sdir) + "/")]
+    st = common.read_state(sdir)
+    if st:
+        running = [n["name"] for n in st["nodes"] if bmc_mod.qemu_alive(sdir, n["name"])]
         if len(running) == len(st["nodes"]):
             log(f"lab {spec['lab']} already running")
             if st.get("bmc") and not bmc_alive(sdir):
@@ -458,43 +348,35 @@ def up(spec: dict, wait: bool = True) -> dict:
     for f in ("vmlinuz", "initrd.img", "root.img"):
         if not (image / f).is_file():
             raise HarnessError(f"image dir {image} lacks {f}")
-    if not shutil.which(QEMU):
-        raise HarnessError(f"{QEMU} not found (scripts/build-vm-image installs qemu-system-x86)")
+    if not shutil.which(common.QEMU):
+        raise HarnessError(f"{common.QEMU} not found (scripts/build-vm-image installs qemu-system-x86)")
 
     sdir.mkdir(parents=True, exist_ok=True)
     st = _plan(spec, image)
-    st_file.write_text(json.dumps(st, indent=2) + "\n")
-    key = sdir / "id_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kickstack-{spec['lab']}",
-                        "-f", str(key)], check=True)
+    common.write_state(sdir, st)
+    common.ensure_key(sdir)
 
     try:
         if st.get("bmc"):
             setup_bmc(sdir, st, spec["bmc"])
             start_bmc(sdir, st)
         if st["hub_port"]:
-            hub_log = open(sdir / "hub.log", "ab")
-            hub = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "hub", "--listen", str(st["hub_port"]),
+            hub = common.spawn(
+                [sys.executable, Path(__file__).resolve(), "hub", "--listen", st["hub_port"],
                  "--ports", ",".join(str(n["link_port"]) for n in st["nodes"] if n.get("link_ip")),
-                 "--state-dir", str(sdir) + "/"],
-                stdin=subprocess.DEVNULL, stdout=hub_log, stderr=hub_log, start_new_session=True)
+                 "--state-dir", lab_marker(sdir)], sdir / "hub.log")
             (sdir / "hub.pid").write_text(f"{hub.pid}\n")
         for node in st["nodes"]:
             ndir = sdir / node["name"]
             ndir.mkdir(exist_ok=True)
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-                            "-b", str(image / "root.img"), str(ndir / "root.qcow2")], check=True)
+            common.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                        "-b", image / "root.img", ndir / "root.qcow2"])
             for disk in node["disks"]:
-                path = ndir / f"{disk['serial']}.{disk['format']}"
-                subprocess.run(["qemu-img", "create", "-q", "-f", disk["format"], str(path), disk["size"]],
-                               check=True)
+                common.run(["qemu-img", "create", "-q", "-f", disk["format"],
+                            ndir / f"{disk['serial']}.{disk['format']}", disk["size"]])
             argv = qemu_argv(image, sdir, node, st, st["nodes"])
             (ndir / "qemu.argv").write_text(json.dumps(argv, indent=1) + "\n")
-            res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise HarnessError(f"{node['name']}: qemu failed to start: {res.stderr.strip()}")
+            common.start_qemu(argv, node["name"])
             log(f"{node['name']}: qemu pid {read_pid(ndir / 'qemu.pid')}, ssh 127.0.0.1:{node['ssh_port']}")
         write_inventory(st)
         if wait:
@@ -522,8 +404,7 @@ def wait_ssh(st: dict, timeout: float | None = None) -> None:
     pending = {n["name"]: n for n in st["nodes"]}
     while pending:
         for name, node in list(pending.items()):
-            pid = read_pid(sdir / name / "qemu.pid")
-            if not pid or not pid_alive(pid, str(sdir) + "/"):
+            if not bmc_mod.qemu_alive(sdir, name):
                 raise HarnessError(f"{name}: qemu exited; see {sdir / name / 'serial.log'}:\n"
                                    + tail(sdir / name / "serial.log"))
             panic = serial_panic(sdir / name / "serial.log", serial_start[name])
@@ -575,92 +456,44 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no serial log)"
 
 
-def _yaml_scalar(value) -> str:
-    return json.dumps(value)  # a JSON scalar is a YAML scalar
-
-
 def write_inventory(st: dict) -> Path:
     sdir = state_dir(st["lab"])
     key = str(sdir / "id_ed25519")
-    ssh_args = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes"
-    lines = ["# generated by tests/harness/vm.py", "all:", "  hosts:"]
-    instances = []
-    ssh_config = []
+    hosts, instances = {}, []
     for n in st["nodes"]:
-        lines += [
-            f"    {n['name']}:",
-            "      ansible_host: 127.0.0.1",
-            f"      ansible_port: {n['ssh_port']}",
-            "      ansible_user: root",
-            f"      ansible_ssh_private_key_file: {_yaml_scalar(key)}",
-            "      ansible_python_interpreter: /usr/bin/python3",
-            f"      ansible_ssh_common_args: {_yaml_scalar(ssh_args)}",
-        ]
-        if n.get("link_ip"):
-            lines.append(f"      kickstack_link_ip: {_yaml_scalar(n['link_ip'])}")
-        if n.get("bmc_systems_uri"):
-            lines += [f"      kickstack_bmc_address: {_yaml_scalar(st['bmc']['address'])}",
-                      f"      kickstack_bmc_port: {st['bmc']['port']}",
-                      f"      kickstack_bmc_username: {_yaml_scalar(st['bmc']['username'])}",
-                      f"      kickstack_bmc_systems_uri: {_yaml_scalar(n['bmc_systems_uri'])}"]
-        if n["disks"]:
-            lines.append("      kickstack_data_disks:")
-            for d in n["disks"]:
-                lines.append(f"        - {{serial: {_yaml_scalar(d['serial'])}, device: {_yaml_scalar(d['guest_by_id'])},"
-                             f" kernel_name: {_yaml_scalar(d['guest_device'])}}}")
+        hosts[n["name"]] = h = {"ansible_host": "127.0.0.1", "ansible_port": n["ssh_port"],
+                                **common.ansible_ssh_vars(key)}
         instance = {"instance": n["name"], "address": "127.0.0.1", "user": "root",
                     "port": n["ssh_port"], "identity_file": key}
+        if n.get("link_ip"):
+            h["kickstack_link_ip"] = n["link_ip"]
         if n.get("bmc_systems_uri"):
+            h.update(kickstack_bmc_address=st["bmc"]["address"], kickstack_bmc_port=st["bmc"]["port"],
+                     kickstack_bmc_username=st["bmc"]["username"], kickstack_bmc_systems_uri=n["bmc_systems_uri"])
             instance.update(bmc_address=st["bmc"]["address"], bmc_port=st["bmc"]["port"],
                             bmc_systems_uri=n["bmc_systems_uri"])
+        if n["disks"]:
+            h["kickstack_data_disks"] = [{"serial": d["serial"], "device": d["guest_by_id"],
+                                          "kernel_name": d["guest_device"]} for d in n["disks"]]
         instances.append(instance)
-        ssh_config += [f"Host {n['name']}", "  HostName 127.0.0.1", f"  Port {n['ssh_port']}", "  User root",
-                       f"  IdentityFile {key}", "  IdentitiesOnly yes", "  StrictHostKeyChecking no",
-                       "  UserKnownHostsFile /dev/null", "  LogLevel ERROR", ""]
-    inv = sdir / "inventory.yml"
-    inv.write_text("\n".join(lines) + "\n")
     (sdir / "instances.json").write_text(json.dumps(instances, indent=2) + "\n")
-    (sdir / "ssh_config").write_text("\n".join(ssh_config))
-    return inv
+    common.write_ssh_config(sdir / "ssh_config", key, [(n["name"], "127.0.0.1", n["ssh_port"]) for n in st["nodes"]])
+    return common.write_inventory(sdir / "inventory.yml", {"all": {"hosts": hosts}}, "generated by tests/harness/vm.py")
 
 
 # ---------------------------------------------------------------- down / status
 def stop_processes(sdir: Path, grace: float = 10) -> None:
     # the BMC first: it must not power a VM on again while the VMs go
-    bmc_pid = read_pid(sdir / "bmc.pid")
-    if bmc_pid and pid_alive(bmc_pid, str(sdir) + "/"):
-        os.kill(bmc_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and pid_alive(bmc_pid, str(sdir) + "/"):
-            time.sleep(0.1)
+    common.stop([read_pid(sdir / "bmc.pid")], lab_marker(sdir), grace=5)
     pids = set(lab_pids(sdir))
-    for pidfile in list(sdir.glob("*/qemu.pid")) + [sdir / "hub.pid", sdir / "bmc.pid"]:
-        pid = read_pid(pidfile)
-        if pid and pid_alive(pid, str(sdir) + "/"):
-            pids.add(pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(pid_alive(p, str(sdir) + "/") for p in pids):
-        time.sleep(0.2)
-    for pid in pids:
-        if pid_alive(pid, str(sdir) + "/"):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(p, str(sdir) + "/") for p in pids):
-        time.sleep(0.2)
+    pids.update(read_pid(f) for f in [*sdir.glob("*/qemu.pid"), sdir / "hub.pid", sdir / "bmc.pid"])
+    common.stop(pids, lab_marker(sdir), grace)
 
 
 def down(lab: str) -> None:
     """Kill the lab's VMs and remove its state dir. Safe to run when nothing is up."""
     sdir = state_dir(lab)
-    if sdir.resolve().parent != STATE_ROOT.resolve():
+    if sdir.resolve().parent != common.STATE_ROOT.resolve():
         raise HarnessError(f"refusing to remove {sdir}")
     stop_processes(sdir)
     left = lab_pids(sdir)
@@ -675,14 +508,13 @@ def down(lab: str) -> None:
 
 def status(lab: str) -> dict:
     sdir = state_dir(lab)
-    st_file = sdir / "state.json"
-    if not st_file.exists():
+    st = common.read_state(sdir)
+    if not st:
         return {"lab": lab, "state_dir": str(sdir), "up": False, "nodes": []}
-    st = json.loads(st_file.read_text())
     nodes = []
     for n in st["nodes"]:
         pid = read_pid(sdir / n["name"] / "qemu.pid")
-        alive = bool(pid and pid_alive(pid, str(sdir) + "/"))
+        alive = bmc_mod.qemu_alive(sdir, n["name"])
         nodes.append({"name": n["name"], "running": alive, "pid": pid if alive else None,
                       "ssh_port": n["ssh_port"], "link_ip": n.get("link_ip"),
                       "disks": [{"serial": d["serial"], "device": d["guest_device"], "by_id": d["guest_by_id"]}
@@ -703,10 +535,9 @@ def status(lab: str) -> dict:
 def _lab_node(lab: str, node: str) -> tuple:
     """The lab's state dir, its saved state and [the node's record], or HarnessError."""
     sdir = state_dir(lab)
-    st_file = sdir / "state.json"
-    if not st_file.exists():
+    st = common.read_state(sdir)
+    if not st:
         raise HarnessError(f"lab {lab} is not up ({sdir})")
-    st = json.loads(st_file.read_text())
     nodes = [n for n in st["nodes"] if n["name"] == node]
     if not nodes:
         raise HarnessError(f"lab {lab} has no node {node!r} ({', '.join(n['name'] for n in st['nodes'])})")
@@ -745,15 +576,12 @@ def link(lab: str, node: str, state: str) -> dict:
         raise HarnessError(f"link state {state!r}: up, down or status")
     marker = sdir / node / "link-down"
     if state != "status":
-        try:
-            with bmc_mod._node_lock(sdir, node):
-                q = bmc_mod._qmp(sdir, node)
-                if q is None:
-                    raise HarnessError(f"{node}: QEMU is not running")
-                with q:
-                    q.execute("set_link", {"name": LINK_NETDEV, "up": state == "up"})
-        except bmc_mod.PowerError as exc:
-            raise HarnessError(str(exc)) from exc
+        with bmc_mod._node_lock(sdir, node):
+            q = bmc_mod._qmp(sdir, node)
+            if q is None:
+                raise HarnessError(f"{node}: QEMU is not running")
+            with q:
+                q.execute("set_link", {"name": LINK_NETDEV, "up": state == "up"})
         if state == "down":
             marker.touch()
         else:
@@ -773,6 +601,7 @@ def power_cli(args) -> int:
 
 
 # ---------------------------------------------------------------- CLI
+@common.cli(log)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -807,49 +636,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ports", required=True)
     p.add_argument("--state-dir", help="only marks the process as belonging to the lab")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "hub":
-            run_hub(args.listen, [int(x) for x in args.ports.split(",")])
-            return 0
-        if args.cmd == "bmc":
-            bmc_mod.serve(Path(args.state_dir.rstrip("/")))
-            return 0
-        if args.cmd == "relay":
-            return bmc_mod.relay(args.port, args.node)
-        if args.cmd == "power":
-            return power_cli(args)
-        if args.cmd == "link":
-            result = link(args.lab, args.node, args.state)
-            print(json.dumps(result) if args.json else result["link"])
-            return 0
-        if args.spec:
-            spec = load_spec(args.spec)
-            lab = spec["lab"]
+    if args.cmd == "hub":
+        run_hub(args.listen, [int(x) for x in args.ports.split(",")])
+        return 0
+    if args.cmd == "bmc":
+        bmc_mod.serve(Path(args.state_dir.rstrip("/")))
+        return 0
+    if args.cmd == "relay":
+        return bmc_mod.relay(args.port, args.node)
+    if args.cmd == "power":
+        return power_cli(args)
+    if args.cmd == "link":
+        result = link(args.lab, args.node, args.state)
+        print(json.dumps(result) if args.json else result["link"])
+        return 0
+    if args.spec:
+        spec = load_spec(args.spec)
+        lab = spec["lab"]
+    else:
+        spec, lab = None, args.lab
+    if args.cmd == "up":
+        up(spec, wait=not args.no_wait)
+        print(json.dumps(status(lab), indent=2) if args.json else state_dir(lab) / "inventory.yml")
+    elif args.cmd == "down":
+        down(lab)
+    else:
+        st = status(lab)
+        if args.json:
+            print(json.dumps(st, indent=2))
         else:
-            spec, lab = None, args.lab
-        if args.cmd == "up":
-            up(spec, wait=not args.no_wait)
-            print(json.dumps(status(lab), indent=2) if args.json else state_dir(lab) / "inventory.yml")
-        elif args.cmd == "down":
-            down(lab)
-        else:
-            st = status(lab)
-            if args.json:
-                print(json.dumps(st, indent=2))
-            else:
-                print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
-                for n in st["nodes"]:
-                    print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
-                          f" power {n['power']:<3}  ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
-                          + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
-                if st.get("bmc"):
-                    b = st["bmc"]
-                    print(f"  BMC {'running' if b['running'] else 'NOT running'}: guests https://{b['address']}:{b['port']}"
-                          f", host https://{b['host_address']}:{b['host_port']}, log {b['log']}")
-            return 0 if st["up"] else 3
-    except HarnessError as exc:
-        log(f"ERROR: {exc}")
-        return 1
+            print(f"lab {lab}: {'up' if st['up'] else 'down'} ({st['state_dir']})")
+            for n in st["nodes"]:
+                print(f"  {n['name']:<12} {'running pid %s' % n['pid'] if n['running'] else 'stopped':<20}"
+                      f" power {n['power']:<3}  ssh 127.0.0.1:{n['ssh_port']}  link {n['link_ip']}  disks "
+                      + " ".join(f"{d['by_id']}({d['device']})" for d in n["disks"]))
+            if st.get("bmc"):
+                b = st["bmc"]
+                print(f"  BMC {'running' if b['running'] else 'NOT running'}: guests https://{b['address']}:{b['port']}"
+                      f", host https://{b['host_address']}:{b['host_port']}, log {b['log']}")
+        return 0 if st["up"] else 3
     return 0
 
 
