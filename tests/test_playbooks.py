@@ -40,9 +40,8 @@ def test_plays_read_the_model_not_raw_inventory(playbook):
     # Site facts come from kickstack_site / kickstack_host (the model preflight built), never
     # from a raw kickstack_* variable with a play-local default.
     text = playbook.read_text()
-    # (Render-only switches, kickstack_*_render_dir, are run options, not site data.)
     raw = re.findall(r"(kickstack_\w+)\s*\|\s*default\(", text)
-    assert [v for v in raw if not v.endswith("_render_dir")] == [], f"{playbook.name} re-derives the model"
+    assert raw == [], f"{playbook.name} re-derives the model"
     assert not re.search(r"hostvars\[[^\]]+\]\.kickstack_interfaces", text), f"{playbook.name} reads raw interfaces"
 
 

@@ -1,11 +1,13 @@
-"""Render tier for the cluster roles: corosync 3 / cman and lvmlockd / clvmd, checked by their consumers.
+"""Render tier for the cluster: corosync 3 + lvmlockd (roles cluster and clvm) and the legacy
+cman + clvmd files (playbooks/legacy_cman_render.yml), checked by their consumers.
 
-playbooks/cluster.yml runs in render-only mode (-e kickstack_cluster_render_dir=DIR, connection
-local, the storage nodes' OS facts given) over a fresh copy of the lab. Every file goes to the
-program that reads it (corosync -t, lvmconfig --validate) or, for cman's cluster.conf, which
-nothing here can run, to xmllint against our own RelaxNG schema of the subset we emit
-(tests/data/cluster.rng) plus XPath checks. Golden files: tests/golden/cluster-*; regenerate with
-KICKSTACK_UPDATE_GOLDEN=1 (make golden).
+The roles' templates are rendered through tests/render_helper.py with the inputs
+playbooks/cluster.yml hands the roles (EL10 platform vars), over a fresh copy of the lab, after
+the cluster role's own checks. The legacy playbook is render-only by design (EL6 hosts cannot be
+managed) and runs as an operator would run it. Every file goes to the program that reads it
+(corosync -t, lvmconfig --validate) or, for cman's cluster.conf, which nothing here can run, to
+xmllint against our own RelaxNG schema of the subset we emit (tests/data/cluster.rng) plus XPath
+checks. Golden files: tests/golden/cluster-*; regenerate with KICKSTACK_UPDATE_GOLDEN=1 (make golden).
 """
 
 import json
@@ -17,16 +19,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import yaml
 import validators
 from conftest import REPO, VENV_BIN, copy_lab, read_secrets, run
+from render_helper import EL10, Job, playbook_vars, render, role_vars
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KICKSTACK_UPDATE_GOLDEN") == "1"
 SCHEMA = Path(__file__).parent / "data" / "cluster.rng"
 
-EL10 = {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "10"}
-EL6 = {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "6"}
 # cman's fence agents take the old parameter names (ipaddr/login/passwd).
 CMAN_FENCE = [
     {"name": f"ipmi-{h}", "agent": "fence_ipmilan", "host": h,
@@ -35,19 +35,20 @@ CMAN_FENCE = [
 ]
 
 
-def render(inventory, out, facts, *extra):
-    """cluster.yml in render-only mode, with the storage nodes' OS facts given (no node is
-    reached). The facts are cached ones set by a first play, not an `ansible_facts` extra var,
-    which would also hide the site model preflight leaves in localhost's facts."""
-    play = Path(str(out) + "-play.yml")
-    play.write_text(yaml.safe_dump([
-        {"name": "OS facts of the rendered nodes", "hosts": "storage", "gather_facts": False,
-         "tasks": [{"ansible.builtin.set_fact": dict(facts, cacheable=True)}]},
-        {"ansible.builtin.import_playbook": str(REPO / "playbooks" / "cluster.yml")},
-    ], sort_keys=False))
-    return run([VENV_BIN / "ansible-playbook", "-i", inventory, play, "-l", "storage", "-c", "local",
-                "-e", f"kickstack_cluster_render_dir={out}",
-                "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}", *extra])
+def render_corosync(inventory, out, *extra):
+    """corosync.conf and lvmlocal.conf from the roles' templates, with what cluster.yml hands
+    the roles, after the cluster role's checks; OUT/<host>/..."""
+    return render(out, [
+        Job("cluster", [("corosync.conf.j2", "etc/corosync/corosync.conf", "0644")],
+            playbook_vars("cluster.yml", "cluster"), checks=True),
+        Job("clvm", [("lvmlocal.conf.j2", "{{ clvm_lvm_conf_file }}", "0644")], playbook_vars("cluster.yml", "clvm")),
+    ], inventory=inventory, extra=extra)
+
+
+def render_legacy(inventory, out, *extra):
+    """playbooks/legacy_cman_render.yml as an operator runs it: OUT/<host>/..."""
+    return run([VENV_BIN / "ansible-playbook", "-i", inventory, REPO / "playbooks" / "legacy_cman_render.yml",
+                "-e", f"kickstack_legacy_render_dir={out}", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def corosync_tree(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("corosync")
-    result = render(lab, out, EL10)
+    result = render_corosync(lab, out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     return out
 
@@ -66,7 +67,7 @@ def corosync_tree(lab, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cman_tree(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("cman")
-    result = render(lab, out, EL6, "-e", json.dumps({
+    result = render_legacy(lab, out, "-e", json.dumps({
         "kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "clvmd",
         "kickstack_fence_devices": CMAN_FENCE}))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
@@ -89,8 +90,6 @@ def test_corosync_conf_content(corosync_tree):
                  "ring0_addr: 10.60.1.31", "ring0_addr: 10.60.1.32"):
         assert re.search(rf"^\s*{re.escape(line)}$", text, re.M), line
     assert (corosync_tree / "stor02/etc/corosync/corosync.conf").read_text() == text, "nodes disagree"
-    # The authkey is never rendered in render-only mode (it is a secret).
-    assert not (corosync_tree / "stor01/etc/corosync/authkey").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the corosync check needs root (netns)")
@@ -218,19 +217,6 @@ def test_golden(key, corosync_tree, cman_tree):
 
 # ---------------------------------------------------------------- role asserts on broken inputs
 
-ROLE_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: cluster
-      vars:
-        cluster_render_only: true
-        cluster_config_root: {root}
-        cluster_stack: {stack}
-        cluster_nodes: {nodes}
-        cluster_fence_devices: {fence}
-        cluster_allow_fence_manual: {manual}
-"""
 TWO = [{"name": "stor01", "addr": "10.60.1.31", "nodeid": 1}, {"name": "stor02", "addr": "10.60.1.32", "nodeid": 2}]
 
 
@@ -238,43 +224,54 @@ def _fence(agent):
     return [{"name": f"f-{n['name']}", "agent": agent, "host": n["name"], "params": {}} for n in TWO]
 
 
-@pytest.mark.parametrize("stack,nodes,fence,manual,expected", [
-    ("cman", [TWO[0], dict(TWO[1], nodeid=1)], _fence("fence_ipmilan"), False, "duplicate nodeid"),
-    ("cman", TWO, _fence("fence_manual"), False, "fence_manual needs the explicit opt-in"),
-    ("corosync", TWO, _fence("fence_manual"), True, "fence_manual exists only for cman"),
-    ("corosync", TWO, _fence("fence_ipmilan")[:1], False, "no fence device for ['stor02']"),
-    ("corosync", TWO + [dict(TWO[0], name="stor03", nodeid=3)], [], False, "two_node needs exactly 2 nodes"),
-    ("corosync", TWO, [dict(f, name=f"x\"/>{f['name']}") for f in _fence("fence_ipmilan")], False,
-     "node and fence device names must be"),
-    ("corosync", TWO, [dict(f, params={"pass word": "x"}) for f in _fence("fence_ipmilan")], False,
+@pytest.mark.parametrize("nodes,fence,expected", [
+    ([TWO[0], dict(TWO[1], nodeid=1)], _fence("fence_ipmilan"), "duplicate nodeid"),
+    (TWO, _fence("fence_manual"), "fence_manual exists only for cman"),
+    (TWO, _fence("fence_ipmilan")[:1], "no fence device for ['stor02']"),
+    (TWO + [dict(TWO[0], name="stor03", nodeid=3)], [], "two_node needs exactly 2 nodes"),
+    (TWO, [dict(f, name=f"x\"/>{f['name']}") for f in _fence("fence_ipmilan")], "node and fence device names must be"),
+    (TWO, [dict(f, params={"pass word": "x"}) for f in _fence("fence_ipmilan")],
      "fence device parameter names must start"),
-], ids=["duplicate-nodeid", "fence-manual-no-opt-in", "fence-manual-pacemaker", "unfenced-node", "two-node-3",
-        "device-name-xml", "param-name-space"])
-def test_role_refuses_broken_input(tmp_path, stack, nodes, fence, manual, expected):
-    play = tmp_path / "play.yml"
-    play.write_text(ROLE_PLAY.format(root=tmp_path / "out", stack=stack, nodes=json.dumps(nodes),
-                                     fence=json.dumps(fence), manual=str(manual).lower()))
+], ids=["duplicate-nodeid", "fence-manual-pacemaker", "unfenced-node", "two-node-3", "device-name-xml",
+        "param-name-space"])
+def test_role_refuses_broken_input(tmp_path, nodes, fence, expected):
+    # The cluster role's checks (tasks/checks.yml) run before the render, on a host named stor01.
+    inputs = {"cluster_nodes": nodes, "cluster_fence_devices": fence, "cluster_authkey_b64": "a2V5"}
     extra = ["-e", "cluster_two_node=true"] if "two_node" in expected else []
-    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
-                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
-                  "-e", json.dumps({"ansible_facts": EL10}), *extra])
+    out = tmp_path / "out"
+    result = render(out, [Job("cluster", [("corosync.conf.j2", "corosync.conf", "0644")], inputs, checks=True)],
+                    hosts="stor01", extra=extra)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr, result.stdout[-2000:]
-    assert not (tmp_path / "out").exists(), "the role wrote files before refusing"
+    assert not (out / "corosync.conf").exists(), "rendered although the checks refused"
 
 
-def test_fence_manual_with_opt_in_renders(tmp_path):
-    play = tmp_path / "play.yml"
-    play.write_text(ROLE_PLAY.format(root=tmp_path / "out", stack="cman", nodes=json.dumps(TWO),
-                                     fence=json.dumps(_fence("fence_manual")), manual="true"))
-    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
-                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
-                  "-e", json.dumps({"ansible_facts": EL6})])
+def test_legacy_playbook_refuses_lvmlockd_and_a_relative_dir(lab, tmp_path):
+    # (fence_manual never gets this far: the model knows no such agent.)
+    inputs = {"kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "lvmlockd"}
+    result = render_legacy(lab, tmp_path / "out", "-e", json.dumps(inputs))
+    assert result.returncode != 0 and "a cman pair needs kickstack_clvm_mode: clvmd" in result.stdout, result.stdout[-2000:]
+    result = run([VENV_BIN / "ansible-playbook", "-i", lab, REPO / "playbooks" / "legacy_cman_render.yml",
+                  "-e", "kickstack_legacy_render_dir=out", "-e", json.dumps(dict(inputs, kickstack_clvm_mode="clvmd"))])
+    assert result.returncode != 0 and "as an absolute path" in result.stdout, result.stdout[-2000:]
+    assert not (tmp_path / "out").exists() and not (REPO / "out").exists()
+
+
+def test_legacy_playbook_skips_corosync_pairs(lab, tmp_path):
+    result = render_legacy(lab, tmp_path / "out")
     assert result.returncode == 0, result.stdout[-2000:]
-    path = tmp_path / "out/etc/cluster/cluster.conf"
-    assert validators.cluster_conf(path, SCHEMA) == []
-    assert _cluster_conf_problems(path) == []
-    assert 'agent="fence_manual"' in path.read_text()
+    assert not (tmp_path / "out").exists()
+
+
+def test_cluster_playbook_refuses_the_legacy_stack(lab):
+    # cluster.yml stops a cman pair before it gathers facts (EL6 cannot be managed).
+    # Should it get further, the hosts are unreachable: nothing here is ever configured.
+    result = run([VENV_BIN / "ansible-playbook", "-i", lab, REPO / "playbooks" / "cluster.yml",
+                  "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1",
+                  "-e", json.dumps({"kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "clvmd"})])
+    assert result.returncode != 0
+    assert "render its files with playbooks/legacy_cman_render.yml" in result.stdout, result.stdout[-2000:]
+    assert "Gather facts" not in result.stdout
 
 
 # ---------------------------------------------------------------- the CIB transaction script
@@ -284,54 +281,30 @@ def test_fence_manual_with_opt_in_renders(tmp_path):
 # file. A fence password that carries every special character of XML and sh (and a line that
 # looks like the heredoc's end) must come through intact and never appear raw in the script.
 NASTY = "p'a\"s$s`x\\\nKICKSTACK_CIB_OBJECT\n<&>\t$(id)"
-CIB_PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    cluster_nodes: [{{name: stor01, addr: 10.60.1.31, nodeid: 1}}, {{name: stor02, addr: 10.60.1.32, nodeid: 2}}]
-    cluster_two_node: true
-    cluster_fence_delay: 10
-    cluster_fence_timeout: 60
-    cluster_fence_devices: {fence}
-    clvm_lvs: [{{name: lv_test, size: 64m}}]
-    clvm_vg_name: vg_shared
-    clvm_dlm_fencing: true
-    clvm_op_timeout: 90
-    clvm_failure_timeout: 60
-    clvm_dlm_resource: dlm
-    clvm_lvmlockd_resource: lvmlockd
-  tasks:
-    - ansible.builtin.include_vars: {{file: {roles}/cluster/vars/main.yml}}
-    - ansible.builtin.include_vars: {{file: {roles}/clvm/vars/main.yml}}
-    - ansible.builtin.template:
-        src: {roles}/cluster/templates/cib-apply.sh.j2
-        dest: "{out}/{{{{ item.name }}}}.sh"
-        mode: "0700"
-      vars:
-        __cluster_cib_dir: /run/scratch
-        cluster_cib_label: "{{{{ item.name }}}}"
-        cluster_cib_properties: "{{{{ item.properties }}}}"
-        cluster_cib_objects: "{{{{ item.objects }}}}"
-      loop:
-        - {{name: fencing, properties: {{stonith-enabled: true, no-quorum-policy: freeze}}, objects: "{{{{ __cluster_stonith_objects }}}}"}}
-        - {{name: locking, properties: {{}}, objects: "{{{{ __clvm_cib_objects }}}}"}}
-        - {{name: lvs, properties: {{}}, objects: "{{{{ __clvm_lv_objects }}}}"}}
-"""
 HEREDOC = re.compile(r"""cat >"\$dir/object-\d+\.xml" <<'KICKSTACK_CIB_OBJECT'\n(.*?)\nKICKSTACK_CIB_OBJECT\n""", re.S)
 
 
 @pytest.fixture(scope="module")
 def cib_scripts(tmp_path_factory):
+    """The cluster role's cib-apply.sh.j2 for the three transactions the roles run: the
+    stonith devices (cluster), dlm + lvmlockd and the LVs (clvm's objects)."""
     tmp = tmp_path_factory.mktemp("cib")
     fence = [{"name": f"fence-{h}", "agent": "fence_redfish", "host": h,
               "params": {"ip": "10.0.2.100", "ipport": 443, "username": "kickstack", "password": NASTY,
                          "systems_uri": f"/redfish/v1/Systems/{h}"}} for h in ("stor01", "stor02")]
-    play = tmp / "play.yml"
-    play.write_text(CIB_PLAY.format(fence=json.dumps(fence), roles=REPO / "roles", out=tmp))
-    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local", play,
-                  "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"])
+    inputs = {**role_vars("clvm", EL10), "cluster_nodes": TWO, "cluster_two_node": True, "cluster_fence_delay": 10,
+              "cluster_fence_timeout": 60, "cluster_fence_devices": fence, "clvm_lvs": [{"name": "lv_test", "size": "64m"}],
+              "clvm_vg_name": "vg_shared", "clvm_dlm_fencing": True, "clvm_op_timeout": 90, "clvm_failure_timeout": 60,
+              "clvm_dlm_resource": "dlm", "clvm_lvmlockd_resource": "lvmlockd", "__cluster_cib_dir": "/run/scratch"}
+    transactions = {"fencing": ({"stonith-enabled": True, "no-quorum-policy": "freeze"}, "{{ __cluster_stonith_objects }}"),
+                    "locking": ({}, "{{ __clvm_cib_objects }}"),
+                    "lvs": ({}, "{{ __clvm_lv_objects }}")}
+    result = render(tmp, [Job("cluster", [("cib-apply.sh.j2", f"{name}.sh", "0700")],
+                              {**inputs, "cluster_cib_label": name, "cluster_cib_properties": props,
+                               "cluster_cib_objects": objects})
+                          for name, (props, objects) in transactions.items()])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    return {name: (tmp / f"{name}.sh").read_text() for name in ("fencing", "locking", "lvs")}
+    return {name: (tmp / f"{name}.sh").read_text() for name in transactions}
 
 
 def _objects(script):
@@ -426,7 +399,7 @@ def test_fence_params_from_the_bmc_render_as_the_explicit_ones(site, lab, tmp_pa
     explicit definitions did: cman's cluster.conf, which writes each device with every agent
     parameter as an attribute, in order, carries exactly the explicit devices."""
     inv = lab if site == "lab" else _cluster_scenario_inventory(tmp_path / "inventory")
-    result = render(inv, tmp_path / "out", EL6, "-e",
+    result = render_legacy(inv, tmp_path / "out", "-e",
                     json.dumps({"kickstack_cluster_stack": "cman", "kickstack_clvm_mode": "clvmd"}))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     secret = read_secrets(inv)["ipmi_password"]

@@ -1,22 +1,21 @@
 """Render tier for the nova roles: nova.conf (controller and compute) and the libvirt
 configuration files, rendered by the roles' own templates with the `template` module and
-per-platform vars (Fedora, EL, Debian), then checked by the real consumers
+per-platform vars (Fedora, EL, Debian) through tests/render_helper.py, then checked by the real consumers
 (tests/validators): nova's option data with types, Augeas lenses, the real libvirtd."""
 
 import configparser
-import json
 import shutil
 
 import pytest
+import render_helper
 import yaml
-from conftest import REPO, VENV_BIN, platform_vars_files, run
+from conftest import REPO, run
+from render_helper import DEBIAN, EL10, FEDORA, Job, role_vars
 
 import validators
 
 ROLES = REPO / "roles"
-PLATFORMS = {"Fedora": {"os_family": "RedHat", "distribution": "Fedora", "distribution_major_version": "45"},
-             "EL": {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "10"},
-             "Debian": {"os_family": "Debian", "distribution": "Debian", "distribution_major_version": "12"}}
+PLATFORMS = {"Fedora": FEDORA, "EL": EL10, "Debian": DEBIAN}
 SECRETS = {  # realistic shapes: URL-unsafe characters in passwords must be escaped
     "db": "s3cr/et+db@x",
     "rabbit": "r@bbit:pw/1",
@@ -25,12 +24,7 @@ SECRETS = {  # realistic shapes: URL-unsafe characters in passwords must be esca
 
 
 def _vars(role, platform):
-    data = {}
-    for f in (ROLES / role / "defaults" / "main.yml", ROLES / role / "vars" / "main.yml",
-              *platform_vars_files(role, PLATFORMS[platform])):
-        if f.exists():
-            data.update(yaml.safe_load(f.read_text()) or {})
-    return data
+    return role_vars(role, PLATFORMS[platform])
 
 
 COMMON = {
@@ -62,22 +56,8 @@ COMPUTE = {
 
 def render(tmp, jobs):
     """jobs: [(role, platform, template, dest name, extra vars)] -> {dest name: path}."""
-    plays = []
-    for role, platform, template, dest, extra in jobs:
-        hostvars = {**COMMON, **_vars(role, platform), **extra}
-        plays.append({
-            "name": f"{role} {platform} {template}",
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars": hostvars,
-            "tasks": [{"name": "Render", "ansible.builtin.template": {
-                "src": str(ROLES / role / "templates" / template),
-                "dest": str(tmp / dest), "mode": "0600"}}],
-        })
-    pb = tmp / "render.yml"
-    pb.write_text(json.dumps(plays))
-    result = run([VENV_BIN / "ansible-playbook", "-i", "localhost,", "-c", "local",
-                  "-e", "ansible_python_interpreter=" + str(VENV_BIN / "python"), pb])
+    result = render_helper.render(tmp, [Job(role, [(template, dest, "0600")], {**COMMON, **extra}, PLATFORMS[platform])
+                                        for role, platform, template, dest, extra in jobs])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {dest: tmp / dest for _, _, _, dest, _ in jobs}
 

@@ -1,5 +1,6 @@
-"""Render tier for the shared-storage roles (drbd, lvm_shared): playbooks/storage.yml in render
-mode on the lab and on a generated site, in DRBD 8.4 and 9 syntax. Every DRBD resource passes
+"""Render tier for the shared-storage roles (drbd, lvm_shared): their templates with the inputs
+playbooks/storage.yml hands them (tests/render_helper.py), on the lab and on a generated site, in
+DRBD 8.4 and 9 syntax. Every DRBD resource passes
 `drbdadm -c <file> -d up` for each of its nodes (tests/validators.drbd), every lvm.conf passes
 `lvmconfig --validate`, and broken configurations are shown to be caught."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, VENV_BIN, copy_lab, read_secrets, run
+from render_helper import Job, playbook_vars, render
 
 import validators
 
@@ -18,11 +20,18 @@ VERSIONS = ("8.4", "9")
 
 
 def render_storage(inventory: Path, out: Path, *extra: str):
-    # Render mode gathers no facts: the DRBD version is given (a later -e wins).
-    return run([VENV_BIN / "ansible-playbook", "-i", inventory, REPO / "playbooks" / "storage.yml",
-                "-c", "local", "-e", f"ansible_python_interpreter={VENV_BIN / 'python'}",
-                "-e", "kickstack_drbd_version=8.4",
-                "-e", f"kickstack_storage_render_dir={out}", *extra])
+    """The drbd and lvm_shared templates with the inputs playbooks/storage.yml hands the roles
+    (tests/render_helper.py), each host's files under OUT/<host>/, after the drbd role's own
+    checks. The DRBD version is given (a later -e wins): no facts are gathered."""
+    drbd = {**playbook_vars("storage.yml", "drbd"), "__drbd_res": "{{ drbd_resources | first }}"}
+    jobs = [
+        Job("drbd", [("global_common.conf.j2", "{{ __drbd_conf_dir }}/global_common.conf", "0644"),
+                     ("resource.res.j2", "{{ __drbd_conf_dir }}/{{ __drbd_res.name }}.res", "0600"),
+                     ("fence-peer.sh.j2", "{{ __drbd_fence_script }}", "0755")], drbd, checks=True),
+        Job("lvm_shared", [("lvm.conf.j2", "{{ lvm_shared_conf_file }}", "0644")],
+            playbook_vars("storage.yml", "lvm_shared")),
+    ]
+    return render(out, jobs, inventory=inventory, extra=("-e", "kickstack_drbd_version=8.4", *extra))
 
 
 @pytest.fixture(scope="module")

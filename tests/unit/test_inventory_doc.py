@@ -26,7 +26,7 @@ def test_schema_covers_every_variable_the_project_reads():
     # Names the plays derive themselves, run options given with -e, or names that only test
     # harnesses set: not inventory keys.
     derived = {"kickstack_model", "kickstack_site", "kickstack_host", "kickstack_build_dir",
-               "kickstack_storage_render_dir", "kickstack_cluster_render_dir", "kickstack_http_base_url",
+               "kickstack_legacy_render_dir", "kickstack_http_base_url",
                "kickstack_rebuild", "kickstack_reinstall_force", "kickstack_smoke_image_dir",
                "kickstack_smoke_marker", "kickstack_smoke_timeout"}
     used = set()
