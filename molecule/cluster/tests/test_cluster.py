@@ -217,7 +217,9 @@ def _timeline(nodes, since):
     text = "\n".join(out)
     (_state_dir() / "link-cut.log").write_text(text)
     if os.environ.get("KICKSTACK_DIAG_DIR"):
-        (Path(os.environ["KICKSTACK_DIAG_DIR"]) / "link-cut.log").write_text(text)
+        diag = Path(os.environ["KICKSTACK_DIAG_DIR"])
+        diag.mkdir(parents=True, exist_ok=True)
+        (diag / "link-cut.log").write_text(text)
     return text
 
 
