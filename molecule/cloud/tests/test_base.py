@@ -168,9 +168,11 @@ def test_rabbitmq_listens_on_the_management_ip_only(host):
 def test_rabbitmq_users(host):
     on(host, CTL)
     users = {u["user"] for u in json.loads(host.check_output("rabbitmqctl -q list_users --formatter json"))}
-    assert users == {"nova"}
-    perms = json.loads(host.check_output("rabbitmqctl -q list_permissions -p /nova --formatter json"))
-    assert [p["user"] for p in perms] == ["nova"]
+    assert users == {"nova", "neutron"}
+    # each user on its own vhost only
+    for vhost, user in (("/nova", "nova"), ("/neutron", "neutron")):
+        perms = json.loads(host.check_output(f"rabbitmqctl -q list_permissions -p {vhost} --formatter json"))
+        assert [p["user"] for p in perms] == [user], (vhost, perms)
     assert host.run("rabbitmqctl authenticate_user guest guest").rc != 0
     assert host.check_output("rabbitmqctl -q eval 'node().'") == f"rabbit@{CTL}"
 
