@@ -25,7 +25,7 @@ SCENARIOS = sorted(p.name for p in (REPO / "molecule").iterdir() if (p / "molecu
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="containers and VMs need root")
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario, tmp_path):
+def test_molecule_scenario(scenario, tmp_path, capsys):
     # The scenarios converge with the lab's inventory data, secrets included.
     secrets = run([VENV_BIN / "python", REPO / "scripts" / "kickstack-secrets", REPO / "inventory" / "lab"])
     assert secrets.returncode == 0, secrets.stderr
@@ -35,7 +35,12 @@ def test_molecule_scenario(scenario, tmp_path):
     assert "ipmi_password" in lab_secrets
     output, returncode, elapsed, steps = run_molecule(scenario, timeout=45 * 60)
     timing = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in steps)
-    print(f"molecule test -s {scenario}: {elapsed:.0f} s ({timing})")
+    # On the terminal even when pytest captures output: CI's log shows the steps' times and
+    # what the verifier reports of its own accord (the Tempest counts).
+    with capsys.disabled():
+        print(f"\nmolecule test -s {scenario}: {elapsed:.0f} s ({timing})")
+        for line in re.findall(r"^tempest: .*$", output, re.M):
+            print(f"molecule test -s {scenario}: {line}")
     leaks = find_leaks(output, lab_secrets)
     # The whole output, masked, for the post-mortem (line numbers match the leak report).
     saved = tmp_path / f"molecule-{scenario}.log"
