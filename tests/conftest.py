@@ -84,6 +84,22 @@ def lab_render(tmp_path_factory):
     return render_site(copy_lab(base / "inventory"), base / "pxe")
 
 
+# The lab's hosts that the standalone render delivers in standalone mode (one per profile); the
+# others stay bootstrap, as a site mixing both does.
+STANDALONE_HOSTS = ("ctl01", "cmp01", "stor01")
+
+
+@pytest.fixture(scope="session")
+def standalone_render(tmp_path_factory):
+    """The lab with one host of each profile in standalone mode (kickstack_delivery in host_vars)."""
+    base = tmp_path_factory.mktemp("standalone")
+    inventory = copy_lab(base / "inventory")
+    for name in STANDALONE_HOSTS:
+        with open(inventory / "host_vars" / f"{name}.yml", "a") as handle:
+            handle.write("kickstack_delivery: standalone\n")
+    return render_site(inventory, base / "pxe")
+
+
 @pytest.fixture(scope="session")
 def matrix_render(tmp_path_factory):
     """A generated site where every profile meets every supported OS release."""

@@ -20,7 +20,7 @@ def ksversion(path):
     return match.group(1)
 
 
-@pytest.fixture(params=["lab_render", "matrix_render"])
+@pytest.fixture(params=["lab_render", "matrix_render", "standalone_render"])
 def render(request):
     return request.getfixturevalue(request.param)
 

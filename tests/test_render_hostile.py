@@ -75,8 +75,11 @@ HOSTILE = [
 # Keys that select a branch or a lookup rather than being written: changing them changes what
 # is rendered by design (or fails a lookup), which is not what this test is about.
 SELECTORS = {"profile", "family", "network", "boot_network", "controller", "pxe", "replication_network",
-             "os_default", "netboot", "drbd_peer", "major", "boot_nic", "disks", "cidr"}
-HOSTS = ("ctl01", "stor01")
+             "os_default", "netboot", "delivery", "drbd_peer", "major", "boot_nic", "disks", "cidr"}
+# cmp02 is a standalone host (kickstack_delivery: standalone): its kickstart fetches a bundle.
+HOSTS = ("ctl01", "stor01", "cmp02")
+STANDALONE = "cmp02"
+BUNDLES = {STANDALONE: b"not really a tar.gz: the renderer only pins its sha256\n"}
 
 
 # --- the lab's model and context, once -----------------------------------------------------
@@ -95,7 +98,9 @@ def lab_model(tmp_path_factory):
     ]))
     result = run([VENV_BIN / "ansible-playbook", "-i", inventory, playbook])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return json.loads(out.read_text())
+    model = json.loads(out.read_text())
+    model["hosts"][STANDALONE]["delivery"] = "standalone"
+    return model
 
 
 def lab_context(model):
@@ -126,7 +131,7 @@ def renderer():
 @pytest.fixture(scope="session")
 def baseline(lab_model, renderer):
     context = lab_context(lab_model)
-    rendered = renderer.render(lab_model, context, ROOT_HASH)
+    rendered = renderer.render(lab_model, context, ROOT_HASH, bundles=BUNDLES)
     assert not rendered.problems, [str(p) for p in rendered.problems]
     return context, {rel: out.content for rel, out in rendered.outputs.items()}
 
@@ -135,7 +140,7 @@ def test_shared_render_core_reproduces_the_golden_files(lab_model, renderer):
     """The test renders through the plugin's own code: same bytes as the golden files."""
     context = dict(lab_context(lab_model), extra_packages=[])
     # The lab keeps root locked (no kickstack_root_password_in_kickstart): the plugin passes no hash.
-    outputs = renderer.render(lab_model, context, None).outputs
+    outputs = renderer.render(lab_model, context, None, bundles=BUNDLES).outputs
     pairs = {"ks/ctl01.ks": "fedora-controller.ks", "ks/cmp01.ks": "fedora-compute.ks",
              "ks/stor01.ks": "el-storage.ks", "grub.cfg-01-52-54-00-60-00-11": "grub.cfg-01-ctl01",
              "pxelinux.cfg/01-52-54-00-60-00-31": "pxelinux.cfg-01-stor01",
@@ -365,7 +370,7 @@ def test_hostile_values_stay_in_their_argument_or_are_refused(lab_model, rendere
     for path in field_paths(lab_model, context):
         for hostile in HOSTILE:
             model, ctx, root_hash = inject(lab_model, context, path, hostile)
-            rendered = renderer.render(model, ctx, root_hash)
+            rendered = renderer.render(model, ctx, root_hash, bundles=BUNDLES)
             stats["cases"] += 1
             where = f"{'.'.join(map(str, path))} = {hostile[:40]!r}"
             if rendered.problems:
@@ -485,7 +490,7 @@ def test_ssh_key_comment_cannot_add_options(lab_model, renderer, baseline):
     context, lab = baseline
     key = lab_model["site"]["deploy_ssh_keys"][0] + '" --username=root "x'
     model, ctx, root_hash = inject(lab_model, context, ("model", "site", "deploy_ssh_keys", 0), key)
-    rendered = renderer.render(model, ctx, root_hash)
+    rendered = renderer.render(model, ctx, root_hash, bundles=BUNDLES)
     assert not rendered.problems
     commands, _, _ = parse_ks(rendered.outputs["ks/ctl01.ks"].content, lab["ks/ctl01.ks"])
     sshkeys = [values for args, values in commands if args[0] == "sshkey"]
@@ -497,7 +502,7 @@ def test_host_names_that_are_not_a_file_name_are_refused(lab_model, renderer, ba
     context, _ = baseline
     model = copy.deepcopy(lab_model)
     model["hosts"][name] = dict(copy.deepcopy(model["hosts"]["cmp01"]), name=name)
-    rendered = renderer.render(model, context, ROOT_HASH)
+    rendered = renderer.render(model, context, ROOT_HASH, bundles=BUNDLES)
     assert [(p.host, p.field) for p in rendered.problems] == [(name, "inventory host name")]
     assert all(not rel.startswith("ks/") or rel.count("/") == 1 for rel in rendered.outputs)
 
@@ -518,7 +523,7 @@ def test_a_template_value_without_a_quoting_filter_fails_the_render(lab_model, b
     shutil.copytree(REPO / "templates", tmp_path / "templates")
     grub = tmp_path / "templates" / "pxe" / "grub.cfg.j2"
     grub.write_text(grub.read_text() + "# {{ host.fqdn }}\n")
-    rendered = Renderer(str(tmp_path / "templates")).render(lab_model, context, ROOT_HASH)
+    rendered = Renderer(str(tmp_path / "templates")).render(lab_model, context, ROOT_HASH, bundles=BUNDLES)
     assert rendered.problems and {p.field for p in rendered.problems} == {"template"}
     assert not any(rel.startswith("grub.cfg") for rel in rendered.outputs)
 

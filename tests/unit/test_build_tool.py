@@ -184,3 +184,100 @@ def test_expired_build_mode_boots_local(served):
     _expire_now(tmp_path, "ctl01")
     assert "ctl01: build mode expired: local boot" in json.loads(tool(env, "sync").stdout)["changes"]
     assert "set default=local" in grub(tmp_path)
+
+
+BUNDLE_BYTES = bytes(range(256)) * 64  # binary, as a tar.gz is
+
+
+def _with_bundle(tmp_path, env, host="ctl01"):
+    """A standalone host: the render left its bundle next to its kickstart."""
+    (tmp_path / "state" / "rendered" / "ks" / f"{host}.bundle.tgz").write_bytes(BUNDLE_BYTES)
+    assert f"{host}: entries updated" in json.loads(tool(env, "sync").stdout)["changes"]
+
+
+def get_bytes(path, url, ip):
+    conn = http.client.HTTPConnection("localhost", timeout=10)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.settimeout(10)
+    conn.sock.connect(path)
+    conn.request("GET", url, headers={"X-Real-IP": ip})
+    resp = conn.getresponse()
+    return resp.status, resp.getheader("Content-Type"), resp.read()
+
+
+def test_bundle_served_like_the_kickstart(served):
+    """A standalone host's bundle: published 0600 while in build mode, served only under its token,
+    only to its reserved address; the same refusals as for the kickstart."""
+    tmp_path, env, sock = served
+    _with_bundle(tmp_path, env)
+    published = tmp_path / "state" / "ks" / "ctl01.bundle.tgz"
+    assert published.read_bytes() == BUNDLE_BYTES and (published.stat().st_mode & 0o777) == 0o600
+    assert json.loads(tool(env, "sync").stdout) == {"changed": False, "changes": []}  # idempotent
+    tok = token(tmp_path, "ctl01")
+    url = f"/kickstack/build/{tok}/ctl01.bundle.tgz"
+    code, ctype, body = get_bytes(sock, url, "10.60.0.11")
+    assert (code, ctype, body) == (200, "application/gzip", BUNDLE_BYTES)
+    assert get_bytes(sock, url, "10.60.0.21")[0] == 403                      # another address
+    assert get_bytes(sock, "/kickstack/build/" + "0" * 32 + "/ctl01.bundle.tgz", "10.60.0.11")[0] == 404
+    assert get_bytes(sock, f"/kickstack/build/{tok}/cmp01.bundle.tgz", "10.60.0.21")[0] == 404
+    assert get_bytes(sock, f"/kickstack/build/{tok}/ctl01.bundle.tgz/x", "10.60.0.11")[0] == 404
+    assert request(sock, "POST", url, "10.60.0.11")[0] == 404                  # GET only
+    # A host that turns bootstrap again: the next render has no bundle, sync unpublishes it.
+    (tmp_path / "state" / "rendered" / "ks" / "ctl01.bundle.tgz").unlink()
+    assert "ctl01: entries updated" in json.loads(tool(env, "sync").stdout)["changes"]
+    assert not published.exists()
+    assert get_bytes(sock, url, "10.60.0.11")[0] == 404
+    # Expired token: 404, and the bundle is unpublished with the kickstart.
+    _with_bundle(tmp_path, env)
+    _expire_now(tmp_path, "ctl01")
+    assert get_bytes(sock, url, "10.60.0.11")[0] == 404
+    assert not published.exists() and not (tmp_path / "state" / "ks" / "ctl01.ks").exists()
+
+
+def test_standalone_installed_then_first_boot_reports(served):
+    """%post of a standalone host reports `installed`: local boot at once, kickstart and bundle
+    gone, the token kept for the first boot, which reports `failed` (recorded) and `built`."""
+    tmp_path, env, sock = served
+    _with_bundle(tmp_path, env)
+    tok = token(tmp_path, "ctl01")
+    base = f"/kickstack/build/{tok}/ctl01"
+    assert request(sock, "POST", f"{base}/installed", "10.60.0.21")[0] == 403
+    assert request(sock, "POST", f"{base}/installed", "10.60.0.11")[0] == 200
+    st = json.loads((tmp_path / "state" / "hosts" / "ctl01.json").read_text())
+    assert st["state"] == "firstboot" and st["token"] == tok and st["expires"] > time.time()
+    assert "set default=local" in grub(tmp_path) and "vmlinuz" not in grub(tmp_path)
+    assert "LOCALBOOT 0" in (tmp_path / "tftp" / "pxelinux.cfg" / "01-52-54-00-60-00-11").read_text()
+    assert not (tmp_path / "state" / "ks" / "ctl01.bundle.tgz").exists()
+    assert not (tmp_path / "state" / "ks" / "ctl01.ks").exists()
+    assert get_bytes(sock, f"{base}.bundle.tgz", "10.60.0.11")[0] == 404    # nothing left to fetch
+    assert request(sock, "GET", f"{base}.ks", "10.60.0.11")[0] == 404
+    assert request(sock, "POST", f"{base}/installed", "10.60.0.11")[0] == 404  # once
+    # sync keeps it booting locally and keeps its token
+    assert json.loads(tool(env, "sync").stdout)["changed"] is False
+    assert token(tmp_path, "ctl01") == tok
+    status = tool(env, "status").stdout
+    line = next(x for x in status.splitlines() if x.startswith("ctl01 "))
+    assert line.split()[1] == "firstboot" and "installed" in line and tok not in status
+    # the first boot: a failure is recorded and keeps the token, success revokes it
+    assert request(sock, "POST", f"{base}/failed", "10.60.0.21")[0] == 403
+    assert request(sock, "POST", f"{base}/failed", "10.60.0.11")[0] == 200
+    st = json.loads((tmp_path / "state" / "hosts" / "ctl01.json").read_text())
+    assert st["state"] == "firstboot" and st["last_callback"]["event"] == "failed"
+    assert request(sock, "POST", f"{base}/built", "10.60.0.11")[0] == 200
+    st = json.loads((tmp_path / "state" / "hosts" / "ctl01.json").read_text())
+    assert st["state"] == "built" and st["token"] == ""
+    assert request(sock, "POST", f"{base}/failed", "10.60.0.11")[0] == 404    # replayed token
+    assert "set default=local" in grub(tmp_path)
+
+
+def test_first_boot_token_expires(served):
+    tmp_path, env, sock = served
+    _with_bundle(tmp_path, env)
+    tok = token(tmp_path, "ctl01")
+    assert request(sock, "POST", f"/kickstack/build/{tok}/ctl01/installed", "10.60.0.11")[0] == 200
+    _expire_now(tmp_path, "ctl01")
+    assert "ctl01            expired" in tool(env, "status").stdout
+    assert request(sock, "POST", f"/kickstack/build/{tok}/ctl01/built", "10.60.0.11")[0] == 404
+    st = json.loads((tmp_path / "state" / "hosts" / "ctl01.json").read_text())
+    assert st["state"] == "expired" and st["token"] == ""
+    assert "set default=local" in grub(tmp_path)

@@ -109,3 +109,18 @@ def test_never_a_traceback_on_odd_values(lab):
             hosts["stor01"][key] = value
             result = build(site, hosts)
             assert not any("internal check error" in p for p in result["problems"]), (key, value, result["problems"])
+
+
+def test_delivery_site_default_and_host_override(lab):
+    """kickstack_delivery: bootstrap unless set; group_vars/all sets the site's default, a host
+    overrides it; the boot server's host is always configured over SSH."""
+    site, hosts = lab
+    assert {n: h["delivery"] for n, h in build(site, hosts)["hosts"].items()} == dict.fromkeys(hosts, "bootstrap")
+    for name in hosts:  # group_vars/all: every host inherits it
+        hosts[name]["kickstack_delivery"] = "standalone"
+    hosts["cmp02"]["kickstack_delivery"] = "bootstrap"  # host_vars win
+    result = build(site, hosts)
+    assert result["problems"] == []
+    delivery = {n: h["delivery"] for n, h in result["hosts"].items()}
+    assert delivery == {"ctl01": "standalone", "cmp01": "standalone", "cmp02": "bootstrap",
+                        "stor01": "standalone", "stor02": "standalone", "pxe01": "bootstrap"}

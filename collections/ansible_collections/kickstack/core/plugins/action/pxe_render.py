@@ -11,19 +11,30 @@ With `preflight` (the preflight role's checks), the action validates the whole i
 builds the model itself, in the same task: kickstart.yml then hands no site-sized fact from
 task to task. With `hosts` (a --limit run), only those hosts' files are rendered, plus the
 shared dnsmasq configuration and index, and nothing is removed.
+
+A host with kickstack_delivery: standalone also gets its bundle (module_utils/bundle.py): the
+roles and plays of its profile from `bundle_source` (the checkout), its model slice and the
+secrets its profile requires (the preflight role's __preflight_required_secrets), written 0600
+as ks/<host>.bundle.tgz; its kickstart pins the bundle's sha256. With no standalone host, none
+of this runs.
 """
 
 from __future__ import annotations
 
 import os
 
+import yaml
+
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
 from ansible_collections.kickstack.core.plugins.action.preflight import check_site, fail_on, without_gc
+from ansible_collections.kickstack.core.plugins.filter.bmc import fence_devices
+from ansible_collections.kickstack.core.plugins.module_utils import bundle as ksbundle
 from ansible_collections.kickstack.core.plugins.module_utils.bulk import sync_tree
 from ansible_collections.kickstack.core.plugins.module_utils.render import (
+    INSTALLED,
     MANAGED,
     RenderError,
     Renderer,
@@ -77,11 +88,16 @@ class ActionModule(ActionBase):
             secrets = self._templar.template(task_vars.get("kickstack_secrets")) or {}
             root_hash = secrets.get("root_password_hash") or None
 
+        standalone = [name for name, host in sorted(model["hosts"].items())
+                      if host.get("delivery") == "standalone" and host.get("profile") in INSTALLED
+                      and (only is None or name in only)]
+        bundles = self._bundles(model, standalone, task_vars, args) if standalone else None
+
         try:
             renderer = Renderer(args["template_dir"])
         except TemplateError as exc:
             raise AnsibleError(f"kickstack template error: {exc}") from None
-        rendered = renderer.render(model, context, root_hash, only=only)
+        rendered = renderer.render(model, context, root_hash, only=only, bundles=bundles)
         try:
             if rendered.problems:
                 raise RenderError(rendered.problems)
@@ -102,3 +118,66 @@ class ActionModule(ActionBase):
         scope = f"{len(index) - 1} installed hosts" if only is None else f"{len(only)} of {len(index) - 1} installed hosts"
         result["msg"] = f"{len(outputs)} files for {scope}: {len(report.changed)} changed, {len(report.removed)} removed"
         return result
+
+    def _bundles(self, model, names, task_vars, args):
+        """The bundle of each standalone host to render: {inventory name: tar.gz bytes}."""
+        site = model["site"]
+        if "hosts_entries" not in site:
+            raise AnsibleError("kickstack.core.pxe_render: standalone hosts need the converge part of the model "
+                               "(run preflight with preflight_converge_facts: true, or let pxe_render check the "
+                               "inventory itself with `preflight`)")
+        top = os.path.abspath(args.get("bundle_source") or os.path.join(args["template_dir"], ".."))
+        required = (args.get("preflight") or {}).get("required_secrets")
+        if required is None:
+            # The one list of the secrets each profile needs, as preflight reads it.
+            with open(os.path.join(top, "roles", "preflight", "vars", "main.yml"), encoding="utf-8") as handle:
+                required = dict(yaml.safe_load(handle)["__preflight_required_secrets"])
+            extra = self._templar.template(task_vars.get("preflight_extra_required_secrets")) or {}
+            for profile, more in dict(extra).items():
+                required[profile] = list(required.get(profile) or []) + list(more or [])
+        secrets = _plain(self._templar.template(task_vars.get("kickstack_secrets")) or {})
+        hostvars = task_vars["hostvars"]
+        sources = ksbundle.Sources(top)
+        out = {}
+        try:
+            for name in names:
+                host = _plain(model["hosts"][name])
+                devices = None
+                if host["profile"] == "storage":
+                    devices = self._fence_devices(hostvars, name, host)
+                files = ksbundle.host_files(name, host, _plain(site), secrets, _plain(required), devices)
+                out[name] = sources.bundle(host["profile"], files)
+        except (ksbundle.BundleError, OSError, yaml.YAMLError) as exc:
+            raise AnsibleError(f"kickstack.core.pxe_render: cannot make the standalone bundle: {exc}") from None
+        return out
+
+    def _fence_devices(self, hostvars, name, host):
+        """The storage node's fence devices as cluster.yml gives them to the cluster role (the
+        pair's devices, parameters completed from the fenced nodes' BMCs, passwords included)."""
+        wanted = set((host.get("cluster") or {}).get("fence_device_names") or [])
+        devices = _plain(self._templar.template(hostvars[name].get("kickstack_fence_devices")) or [])
+        chosen = [dev for dev in devices if dev.get("name") in wanted]
+        bmcs = {}
+        for dev in chosen:
+            target = dev.get("host")
+            if target in hostvars:
+                bmcs[target] = {"kickstack_bmc": _plain(self._templar.template(hostvars[target].get("kickstack_bmc")))}
+        return _plain(fence_devices(chosen, bmcs))
+
+
+def _plain(value):
+    """Ansible's tagged and lazy containers as plain YAML-safe Python (yaml.safe_dump refuses
+    str and dict subclasses)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List
 
 @dataclass
 class Output:
-    content: str
+    content: "str | bytes"  # text is written as UTF-8, bytes as they are
     mode: int = 0o644
     secret: bool = False
 
@@ -81,7 +81,7 @@ def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], che
     for rel in sorted(outputs):
         out = outputs[rel]
         path = os.path.join(dest, rel)
-        data = out.content.encode("utf-8")
+        data = out.content if isinstance(out.content, bytes) else out.content.encode("utf-8")
         if _same(path, data, out.mode):
             continue
         report.changed.append(rel)
@@ -93,7 +93,7 @@ def sync_tree(dest: str, outputs: Dict[str, Output], managed: Iterable[str], che
                                      "after": HIDDEN_AFTER})
             else:
                 report.diffs.append({"before_header": rel, "after_header": rel,
-                                     "before": before or "", "after": out.content})
+                                     "before": before or "", "after": data.decode("utf-8", "replace")})
         if not check:
             _write(path, data, out.mode)
 

@@ -486,6 +486,8 @@ def _check_host(name: str, hv: Dict[str, Any], group_names: Any, site: Dict[str,
         "interfaces": interfaces, "boot_nic": boot_nic,
         "mgmt_ip": boot_nic["ip"] if boot_nic else None,
         "netboot": _get(hv, "kickstack_netboot"),
+        # Only installed hosts get a kickstart; the boot server's host is always configured over SSH.
+        "delivery": _get(hv, "kickstack_delivery") if profile in PROFILES_INSTALLED else "bootstrap",
     }
     host.update(_disks(name, hv, profile or "", problems))
     host["bmc"] = _bmc(name, hv.get("kickstack_bmc"), problems)
@@ -534,7 +536,7 @@ def build_model(site_vars: Dict[str, Any], hosts: Dict[str, Dict[str, Any]],
             problems.suppress(name, HOST_KEYS)
             model_hosts[name] = {"name": name, "hostname": name, "fqdn": name, "profile": None, "os": None,
                                  "platform": None, "interfaces": [], "boot_nic": None, "mgmt_ip": None,
-                                 "netboot": False, "bmc": None, "os_disk": None, "disks": [], "drbd_disk": None,
+                                 "netboot": False, "delivery": "bootstrap", "bmc": None, "os_disk": None, "disks": [], "drbd_disk": None,
                                  "os_disk_ks": None, "partitions": None}
 
     for stage in (lambda: _check_roles(model_hosts, site, problems, require_pxe),

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ansible_collections.kickstack.core.plugins.module_utils.bulk import Output
+from ansible_collections.kickstack.core.plugins.module_utils.bundle import BUNDLE_DIR, BUNDLE_SUFFIX, sha256
 from ansible_collections.kickstack.core.plugins.module_utils.quoting import (
     CONTROL_RE,
     FILTERS,
@@ -34,7 +35,7 @@ INSTALLED = ("controller", "compute", "storage")
 TOKEN_PLACEHOLDER = "@KICKSTACK_TOKEN@"
 
 # Files this renderer owns below dest; anything else there is left alone.
-MANAGED = ("ks/*.ks", "grub.cfg-01-*", "pxelinux.cfg/01-*", "dnsmasq/kickstack.conf", "index.txt")
+MANAGED = ("ks/*.ks", "ks/*" + BUNDLE_SUFFIX, "grub.cfg-01-*", "pxelinux.cfg/01-*", "dnsmasq/kickstack.conf", "index.txt")
 
 TEMPLATES = ("kickstart/node.ks.j2", "pxe/grub.cfg.j2", "pxe/pxelinux.cfg.j2", "pxe/dnsmasq.conf.j2",
              "pxe/index.txt.j2")
@@ -120,10 +121,13 @@ class Renderer:
         self.templates = {name: env.get_template(name) for name in TEMPLATES}
 
     def render(self, model: Dict[str, Any], context: Dict[str, Any], root_hash: Optional[str],
-               only: Optional[Iterable[str]] = None) -> Rendered:
+               only: Optional[Iterable[str]] = None, bundles: Optional[Dict[str, bytes]] = None) -> Rendered:
         """Every file of the site; with `only` (inventory host names), the files of those hosts
-        and the shared ones (dnsmasq configuration, index), which list every host."""
+        and the shared ones (dnsmasq configuration, index), which list every host. `bundles`:
+        the bundle of each standalone host rendered (module_utils/bundle.py), written next to
+        its kickstart, which pins its sha256."""
         result = Rendered()
+        self.bundles = bundles or {}
         selected = None if only is None else set(only)
         site = model["site"]
         common = dict(context)
@@ -204,9 +208,16 @@ class Renderer:
             # it publishes them, the kickstart when it serves it): no token is ever rendered here.
             host_build_url = build_url(common, base)
             ks_url = f"{host_build_url}.ks"
+            bundle = None
+            if host.get("delivery") == "standalone":
+                data = self.bundles.get(name)
+                if data is None:
+                    raise Unsafe("kickstack_delivery", "is standalone, but no bundle was made for the host", name)
+                bundle = {"file": f"ks/{base}{BUNDLE_SUFFIX}", "data": data, "sha256": sha256(data),
+                          "url": f"{host_build_url}{BUNDLE_SUFFIX}", "dir": BUNDLE_DIR}
             host_ctx = {
                 **common, "host": host, "platform": platform, "install_url": install_url, "repos": repos,
-                "ks_url": ks_url, "build_url": host_build_url, "root_password_hash": root_hash,
+                "ks_url": ks_url, "build_url": host_build_url, "root_password_hash": root_hash, "bundle": bundle,
                 "family": common["families"][platform["family"]],
                 "profile": common["profiles"][host["profile"]],
             }
@@ -227,6 +238,9 @@ class Renderer:
             except Exception as exc:  # noqa: BLE001
                 result.problems.append(self._problem(exc, name, target))
         if len(files) == len(targets):
+            if bundle:
+                # Holds the host's secrets: private, and its diff never shown.
+                files[bundle["file"]] = Output(bundle["data"], mode=0o600, secret=True)
             return files, ks_url
         return {}, ""
 

@@ -555,6 +555,11 @@ FIELDS: Tuple[Field, ...] = (
     Field("kickstack_os", "host", Str(pattern=r"[a-z0-9.-]+", hint="an OS release like centos-stream-10"),
           _NONE, "OS release of the host; set the site's default in group_vars/all.", required=True),
     Field("kickstack_netboot", "host", Bool(), True, "Whether the host PXE-boots into the installer."),
+    Field("kickstack_delivery", "host", Str(choices=("bootstrap", "standalone")), "bootstrap",
+          "Installed hosts: how the roles reach the node. bootstrap: the kickstart prepares it for Ansible "
+          "and playbooks/site.yml configures it over SSH; standalone: the kickstart also delivers a bundle "
+          "(its roles, plays, model slice and secrets) and the node applies it to itself on first boot. "
+          "Set the site's default in group_vars/all."),
     Field("kickstack_bmc", "host", BMC, None,
           "The host's BMC: {protocol (redfish | ipmi), address, port?, username, password (from the vault), "
           "systems_uri? (Redfish, when the BMC manages several systems), verify_tls? (Redfish, default true)}. "

@@ -37,6 +37,12 @@ options:
     description: Directory holding C(kickstart/) and C(pxe/) templates.
     type: path
     required: true
+  bundle_source:
+    description:
+      - The checkout whose C(playbooks/), C(roles/) and C(collections/) go into the bundle of each host
+        with kickstack_delivery standalone (default the parent of I(template_dir)). Not read when no
+        host is standalone.
+    type: path
   dest:
     description: Build directory to write into.
     type: path
