@@ -65,7 +65,10 @@ def test_pid_alive_checks_the_marker_and_reaps(tmp_path):
     marker = f"{tmp_path}/"
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
     try:
-        assert common.pid_alive(proc.pid) and common.pid_alive(proc.pid, marker)
+        # Popen returns once exec has begun; the kernel publishes the new command line a moment
+        # later, so a check made at once can still see an empty one.
+        assert common.wait_until(lambda: common.pid_alive(proc.pid, marker), 10)
+        assert common.pid_alive(proc.pid)
         assert not common.pid_alive(proc.pid, "/nowhere/")
         common.stop([proc.pid], marker, grace=5)
         assert not common.pid_alive(proc.pid, marker)
