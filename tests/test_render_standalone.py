@@ -125,6 +125,51 @@ def test_bundle_model_slice_is_the_model_and_depends(standalone_render):
     assert stor["drbd"]["resource"] and stor["cluster"]["fence_device_names"]
 
 
+def test_bundle_inventory_carries_the_role_variables_the_node_runs_with(standalone_render, tmp_path):
+    """A role variable the inventory sets reaches the bundle of a host that runs the role, at
+    inventory precedence; not a host that only carries the role's code, nor a non-role variable."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(standalone_render.inventory, inventory)
+    with open(inventory / "group_vars" / "all" / "zz-test.yml", "w") as handle:
+        handle.write("nova_common_pip_find_links: /srv/wheels\nkeystone_pip_find_links: '{{ \"/srv/\" ~ \"ks\" }}'\n"
+                     "libvirt_qemu_cgroup_controllers: []\nunrelated_setting: 1\n")
+    build = tmp_path / "pxe"
+    result = run_playbook("kickstart.yml", inventory, build)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    def node(host):
+        with tarfile.open(build / "ks" / f"{host}.bundle.tgz", "r:gz") as tar:
+            inv = yaml.safe_load(tar.extractfile("vars/inventory.yml").read())
+        profile = {"ctl01": "controller", "cmp01": "compute", "stor01": "storage"}[host]
+        return inv["all"]["children"][profile]["hosts"][host]
+
+    ctl, cmp, stor = node("ctl01"), node("cmp01"), node("stor01")
+    assert ctl["ansible_connection"] == "local"
+    assert ctl["keystone_pip_find_links"] == "/srv/ks" and ctl["nova_common_pip_find_links"] == "/srv/wheels"
+    assert cmp["nova_common_pip_find_links"] == "/srv/wheels" and cmp["libvirt_qemu_cgroup_controllers"] == []
+    assert "keystone_pip_find_links" not in cmp  # nova.yml carries keystone's code to cmp01, never runs it
+    assert not any(key.startswith(("nova_", "keystone_", "unrelated")) for key in stor)
+
+
+def test_compute_bundle_carries_its_libvirt_certificates_not_the_ca_key(standalone_render):
+    """Issued on the operator's machine by the render (the libvirt role's pki.yml, the site's one
+    CA), so a later push finds them current; the CA key never leaves that machine."""
+    pki = standalone_render.inventory / ".generated" / "libvirt-pki"
+    entries = members(standalone_render, "cmp01")
+    shipped = sorted(n for n in entries if n.startswith("vars/libvirt-pki/") and entries[n][1] is not None)
+    assert shipped == [f"vars/libvirt-pki/{f}" for f in ("ca.crt", "cmp01-client.crt", "cmp01-client.key",
+                                                         "cmp01-server.crt", "cmp01-server.key")]
+    for name in shipped:
+        assert entries[name][1] == (pki / name.rsplit("/", 1)[1]).read_bytes(), name
+    assert (pki / "ca.key").exists() and not any(n.endswith("ca.key") for n in entries)
+    cert = subprocess.run(["openssl", "x509", "-noout", "-text"], input=entries["vars/libvirt-pki/cmp01-server.crt"][1],
+                          capture_output=True)
+    assert b"DNS:cmp01, DNS:cmp01.lab.kickstack.test, IP Address:10.60.0.21" in cert.stdout
+    node = yaml.safe_load(entries["vars/inventory.yml"][1])["all"]["children"]["compute"]["hosts"]["cmp01"]
+    assert node["libvirt_pki_issue"] is False and node["libvirt_pki_dir"] == "/var/lib/kickstack/bundle/vars/libvirt-pki"
+    assert not any(n.startswith("vars/libvirt-pki") for n in members(standalone_render, "ctl01"))
+
+
 def test_kickstart_pins_the_bundle_and_installs_the_first_boot_unit(standalone_render):
     for host in STANDALONE_HOSTS:
         ks = (standalone_render.build / "ks" / f"{host}.ks").read_text()
@@ -135,7 +180,7 @@ def test_kickstart_pins_the_bundle_and_installs_the_first_boot_unit(standalone_r
         packages = ks.split("%packages", 1)[1].split("%end", 1)[0].split()
         assert "ansible-core" in packages and "tar" in packages
         assert "sha256sum --check" in ks and "/failed" in ks
-        assert "ansible-playbook -c local -i localhost, -e @vars/host.yml local.yml" in ks
+        assert "ansible-playbook -c local -i vars/inventory.yml -e @vars/host.yml local.yml" in ks
         assert "SyslogIdentifier=kickstack-firstboot" in ks and "systemctl enable kickstack-firstboot.service" in ks
         assert "systemctl disable kickstack-firstboot.service" in ks
         assert '"mode": "standalone"' in ks
@@ -156,7 +201,9 @@ def firstboot_script(ks_text):
 def test_first_boot_script_passes_shellcheck_and_retries_with_backoff(standalone_render, tmp_path):
     """The wrapper the unit runs (a here-document of %post, which shellcheck of %post does not
     read): shellcheck, then a run with a fake ansible-playbook that fails twice, a fake curl
-    and systemctl: bounded retries, doubling delays, `built` reported once it succeeds."""
+    and systemctl: bounded retries, doubling delays, `built` reported once it succeeds; what
+    the node depends on is checked again with a gentler backoff (not an attempt) until a bound,
+    then `failed`."""
     script = tmp_path / "kickstack-firstboot"
     script.write_text(firstboot_script((standalone_render.build / "ks" / "cmp01.ks").read_text()))
     shellcheck = shutil.which("shellcheck", path=str(VENV_BIN))
@@ -202,10 +249,16 @@ def test_first_boot_script_passes_shellcheck_and_retries_with_backoff(standalone
     # What it waits for: an address that does not answer is reported, the plays are not run.
     log.unlink()
     (bundle / "vars" / "depends").write_text("127.0.0.1 9 keystone\n")
-    env["KICKSTACK_FIRSTBOOT_ATTEMPTS"] = "2"
+    env["KICKSTACK_FIRSTBOOT_WAIT"] = "120"
     result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1 and "waiting for keystone (127.0.0.1:9)" in result.stdout
-    assert not [c for c in log.read_text().splitlines() if c.startswith("ansible-playbook")]
+    assert result.returncode == 1
+    assert "waiting for keystone (127.0.0.1:9) (0 s so far, next check in 10 s)" in result.stdout
+    assert "waiting for keystone (127.0.0.1:9) (60 s so far, next check in 30 s)" in result.stdout
+    assert "gave up after waiting 120 s for keystone (127.0.0.1:9)" in result.stderr
+    calls = log.read_text().splitlines()
+    assert not [c for c in calls if c.startswith("ansible-playbook")]
+    assert [c for c in calls if c.startswith("sleep")] == ["sleep 10", "sleep 20", "sleep 30", "sleep 30", "sleep 30"]
+    assert calls[-1].endswith("--request POST http://boot/b/T/cmp01/failed")
 
 
 def test_rerender_is_byte_identical_and_changes_nothing(standalone_render, tmp_path):
@@ -249,8 +302,8 @@ def test_bundle_alone_loads_the_hosts_plays(standalone_render, tmp_path, host):
         tar.extractall(root, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(root)
     env = {**tool_env(), "ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false"}
     for cmd in (["--syntax-check"], ["--list-tasks"]):
-        result = run([VENV_BIN / "ansible-playbook", "-c", "local", "-i", "localhost,", "-e", "@vars/host.yml",
-                      "local.yml", *cmd], cwd=root, env=env)
+        result = run([VENV_BIN / "ansible-playbook", "-c", "local", "-i", "vars/inventory.yml", "-e",
+                      "@vars/host.yml", "local.yml", *cmd], cwd=root, env=env)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     modules = sorted(str(p.relative_to(root / "collections")) for p in (root / "collections").rglob("modules/*.py"))
     names = [m[:-3].replace("/", ".") for m in modules if not m.startswith("ansible_collections/kickstack/")]
@@ -273,6 +326,6 @@ def test_bundle_is_one_tar_stream_for_gzip_and_tar(standalone_render):
     assert gunzip.returncode == 0
     listing = subprocess.run(["tar", "-tf", "-"], input=gunzip.stdout, capture_output=True)
     assert listing.returncode == 0, listing.stderr
-    assert listing.stdout.decode().split()[-1] == "vars/host.yml"
+    assert listing.stdout.decode().split()[-1] == "vars/libvirt-pki/cmp01-server.key"
     with tarfile.open(fileobj=io.BytesIO(gunzip.stdout)) as tar:
-        assert tar.getnames()[-1] == "vars/host.yml"
+        assert tar.getnames()[-1] == "vars/libvirt-pki/cmp01-server.key"

@@ -29,7 +29,12 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from jinja2 import TemplateError
 
-from ansible_collections.kickstack.core.plugins.action.preflight import check_site, fail_on, without_gc
+from ansible_collections.kickstack.core.plugins.action.preflight import (
+    _RawHostVars,
+    check_site,
+    fail_on,
+    without_gc,
+)
 from ansible_collections.kickstack.core.plugins.filter.bmc import fence_devices
 from ansible_collections.kickstack.core.plugins.module_utils import bundle as ksbundle
 from ansible_collections.kickstack.core.plugins.module_utils.bulk import sync_tree
@@ -91,7 +96,8 @@ class ActionModule(ActionBase):
         standalone = [name for name, host in sorted(model["hosts"].items())
                       if host.get("delivery") == "standalone" and host.get("profile") in INSTALLED
                       and (only is None or name in only)]
-        bundles = self._bundles(model, standalone, task_vars, args) if standalone else None
+        pki_needed = []
+        bundles = self._bundles(model, standalone, task_vars, args, pki_needed) if standalone else None
 
         try:
             renderer = Renderer(args["template_dir"])
@@ -113,13 +119,16 @@ class ActionModule(ActionBase):
         result["removed_files"] = report.removed
         result["index"] = index
         result["dest"] = dest
+        # Standalone compute nodes whose libvirt certificates are not issued yet: the kickstart
+        # role issues them (roles/libvirt/tasks/pki.yml) and renders again.
+        result["pki_needed"] = pki_needed
         if self._task.diff and report.diffs:
             result["diff"] = report.diffs
         scope = f"{len(index) - 1} installed hosts" if only is None else f"{len(only)} of {len(index) - 1} installed hosts"
         result["msg"] = f"{len(outputs)} files for {scope}: {len(report.changed)} changed, {len(report.removed)} removed"
         return result
 
-    def _bundles(self, model, names, task_vars, args):
+    def _bundles(self, model, names, task_vars, args, pki_needed):
         """The bundle of each standalone host to render: {inventory name: tar.gz bytes}."""
         site = model["site"]
         if "hosts_entries" not in site:
@@ -137,6 +146,7 @@ class ActionModule(ActionBase):
                 required[profile] = list(required.get(profile) or []) + list(more or [])
         secrets = _plain(self._templar.template(task_vars.get("kickstack_secrets")) or {})
         hostvars = task_vars["hostvars"]
+        raw = _RawHostVars(hostvars)
         sources = ksbundle.Sources(top)
         out = {}
         try:
@@ -145,11 +155,50 @@ class ActionModule(ActionBase):
                 devices = None
                 if host["profile"] == "storage":
                     devices = self._fence_devices(hostvars, name, host)
-                files = ksbundle.host_files(name, host, _plain(site), secrets, _plain(required), devices)
+                role_vars = self._role_vars(raw, hostvars, name, sources.role_var_prefixes(host["profile"]))
+                extra = {}
+                if host["profile"] == "compute" and role_vars.get("libvirt_migration_transport", "tls") == "tls":
+                    extra = self._libvirt_pki(hostvars, name, host, role_vars, pki_needed)
+                files = ksbundle.host_files(name, host, _plain(site), secrets, _plain(required), devices, role_vars)
+                files.update(extra)
                 out[name] = sources.bundle(host["profile"], files)
         except (ksbundle.BundleError, OSError, yaml.YAMLError) as exc:
             raise AnsibleError(f"kickstack.core.pxe_render: cannot make the standalone bundle: {exc}") from None
         return out
+
+    def _libvirt_pki(self, hostvars, name, host, role_vars, pki_needed):
+        """The compute node's libvirt certificates and keys and the CA certificate (never its
+        key), from the operator's libvirt_pki_dir, as vars/libvirt-pki/ of its bundle; the node's
+        libvirt role then installs them as they are (libvirt_pki_issue: false). Missing ones are
+        listed in pki_needed, with the names and address playbooks/nova.yml gives the role."""
+        pki_dir = role_vars.get("libvirt_pki_dir") or os.path.join(
+            str(hostvars[name].get("inventory_dir") or "."), ".generated", "libvirt-pki")
+        wanted = ["ca.crt"] + [f"{name}-{kind}.{ext}" for kind in ("server", "client") for ext in ("crt", "key")]
+        role_vars["libvirt_pki_dir"] = f"{ksbundle.BUNDLE_DIR}/vars/libvirt-pki"
+        role_vars["libvirt_pki_issue"] = False
+        out = {}
+        for file in wanted:
+            try:
+                with open(os.path.join(pki_dir, file), "rb") as handle:
+                    out[f"vars/libvirt-pki/{file}"] = handle.read()
+            except FileNotFoundError:
+                pki_needed.append({"host": name, "dir": str(pki_dir), "names": [host["hostname"], host["fqdn"]],
+                                   "addresses": [host["mgmt_ip"]]})
+                return {}
+        return out
+
+    def _role_vars(self, raw, hostvars, name, prefixes):
+        """The host's inventory variables named after a role it runs (nova_common_pip_find_links,
+        chrony_servers, ...), templated: what a push run would give those roles from the inventory."""
+        if not prefixes:
+            return {}
+        layers = raw.layers(name)
+        if layers is None:
+            keys = [key for key in hostvars[name] if key.startswith(prefixes)]
+        else:
+            keys = {key for layer in layers[0] for key in layer if key.startswith(prefixes)}
+        # Templated as the host's own variables (its inventory_dir, its groups), not localhost's.
+        return {str(key): _plain(hostvars[name][key]) for key in sorted(keys)}
 
     def _fence_devices(self, hostvars, name, host):
         """The storage node's fence devices as cluster.yml gives them to the cluster role (the

@@ -4,7 +4,7 @@
 kickstack_delivery: standalone makes the render (pxe_render) write, next to the host's
 kickstart, ``ks/<host>.bundle.tgz``: a tar.gz the kickstart fetches under the host's build token,
 checks against the sha256 pinned in the kickstart, and unpacks into /var/lib/kickstack/bundle,
-from where kickstack-firstboot.service runs ``ansible-playbook -c local -i localhost,
+from where kickstack-firstboot.service runs ``ansible-playbook -c local -i vars/inventory.yml
 -e @vars/host.yml local.yml``. It holds:
 
 - ``playbooks/``: the step playbooks of playbooks/site.yml that have a play for the host's
@@ -21,7 +21,9 @@ from where kickstack-firstboot.service runs ``ansible-playbook -c local -i local
 - ``vars/host.yml`` (per host): kickstack_site, kickstack_host, the host's slice of
   kickstack_secrets (the secrets its profile requires in roles/preflight/vars/main.yml
   ``__preflight_required_secrets``, nothing else), a storage node's fence devices with their
-  parameters complete, and ``vars/depends`` (what the first boot waits for).
+  parameters complete; ``vars/inventory.yml``: the node in its profile's group, with the public
+  variables of the roles it runs (``<role>_*``) as the site's inventory sets them for it, at
+  inventory precedence as in a push run; and ``vars/depends`` (what the first boot waits for).
 
 Bundles are deterministic: entries sorted, owner root, mode 0700/0600, mtime 0, gzip without a
 name or time. The part shared by every host of a profile is archived and compressed once per
@@ -63,18 +65,20 @@ nocows = true
 [inventory]
 # Only this node's profile group exists here: the plays for the other groups match nothing.
 host_pattern_mismatch = ignore
-enable_plugins = ansible.builtin.host_list
+enable_plugins = ansible.builtin.yaml
 """
 
 LOCAL_HEAD = """\
 ---
 # kickstack standalone first boot of a {profile} node: the node applies its own plays to itself,
-#   ansible-playbook -c local -i localhost, -e @vars/host.yml local.yml
+#   ansible-playbook -c local -i vars/inventory.yml -e @vars/host.yml local.yml
 # (kickstack-firstboot.service). The plays are playbooks/site.yml's steps for {profile}, unchanged.
 # They read the model through kickstack_site and kickstack_host as always; vars/host.yml holds
 # this host's slice, checked by preflight when the bundle was rendered, so the model is put
 # where preflight leaves it and preflight.yml does not run again.
-- name: This node, under its inventory name and in its profile's group
+# vars/inventory.yml has this node under its inventory name, in its profile's group, with the
+# role variables the site's inventory sets for it.
+- name: The site model, where preflight leaves it
   hosts: localhost
   gather_facts: false
   tasks:
@@ -84,13 +88,6 @@ LOCAL_HEAD = """\
           site: "{{{{ kickstack_site }}}}"
           hosts: "{{{{ {{kickstack_bundle.host: kickstack_host}} }}}}"
         cacheable: true
-
-    - name: Add this node under its inventory name, in its profile's group
-      ansible.builtin.add_host:
-        name: "{{{{ kickstack_bundle.host }}}}"
-        groups: ["{{{{ kickstack_bundle.profile }}}}"]
-        ansible_connection: local
-        ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
 """
 
 # A task's module as a YAML key: "  community.general.modprobe:" or "- ansible.posix.firewalld:".
@@ -206,6 +203,7 @@ class Sources:
         site = _load_yaml(os.path.join(pb_dir, "site.yml")) or []
         playbooks: List[str] = []
         roles: Set[str] = set()
+        applied: Set[str] = set()
         for entry in site:
             target = entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
             if not target or target == "preflight.yml":
@@ -218,10 +216,33 @@ class Sources:
             if profile in groups:
                 playbooks.append(target)
                 roles |= _role_refs([p for p in plays if isinstance(p, dict) and "hosts" in p])
+                applied |= _role_refs([p for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)
+                                       and profile in re.split(r"[:,]", p["hosts"])])
         if not playbooks:
             raise BundleError(f"playbooks/site.yml has no play for the profile {profile}")
         # preflight.yml (imported by every step, skipped on the node) names its role statically.
         roles |= _role_refs(_load_yaml(os.path.join(pb_dir, "preflight.yml")))
+        seen = self._closure(roles, profile)
+        modules: Set[Tuple[str, str, str]] = set()
+        texts = [os.path.join(pb_dir, p) for p in playbooks]
+        for role in sorted(seen):
+            for sub in ("tasks", "handlers"):
+                texts += [p for p in _files_below(os.path.join(self.top, "roles", role, sub), "").values()
+                          if p.endswith((".yml", ".yaml"))]
+        for path in texts:
+            with open(path, encoding="utf-8") as handle:
+                for ns, coll, name in _FQCN.findall(handle.read()):
+                    if (ns, coll) not in (("ansible", "builtin"), OWN_COLLECTION):
+                        modules.add((ns, coll, name))
+        # The roles that run on a host of this profile (not those of other groups' plays that
+        # travel along): their public variables set in the inventory go with the host.
+        plan = {"playbooks": playbooks, "roles": sorted(seen), "modules": sorted(modules),
+                "applied": sorted(self._closure(applied, profile))}
+        self._plans[profile] = plan
+        return plan
+
+    def _closure(self, roles: Set[str], profile: str) -> Set[str]:
+        """roles with every role they include or depend on."""
         todo, seen = sorted(roles), set()
         while todo:
             role = todo.pop()
@@ -243,20 +264,11 @@ class Sources:
                     if isinstance(name, str):
                         found.add(name)
             todo.extend(sorted(found - seen))
-        modules: Set[Tuple[str, str, str]] = set()
-        texts = [os.path.join(pb_dir, p) for p in playbooks]
-        for role in sorted(seen):
-            for sub in ("tasks", "handlers"):
-                texts += [p for p in _files_below(os.path.join(self.top, "roles", role, sub), "").values()
-                          if p.endswith((".yml", ".yaml"))]
-        for path in texts:
-            with open(path, encoding="utf-8") as handle:
-                for ns, coll, name in _FQCN.findall(handle.read()):
-                    if (ns, coll) not in (("ansible", "builtin"), OWN_COLLECTION):
-                        modules.add((ns, coll, name))
-        plan = {"playbooks": playbooks, "roles": sorted(seen), "modules": sorted(modules)}
-        self._plans[profile] = plan
-        return plan
+        return seen
+
+    def role_var_prefixes(self, profile: str) -> Tuple[str, ...]:
+        """Name prefixes of the public variables of the roles a host of this profile runs."""
+        return tuple(f"{role}_" for role in self.plan(profile)["applied"] if role != "preflight")
 
     # --- the files ----------------------------------------------------------------------------
     def _collection_files(self, modules: Iterable[Tuple[str, str, str]]) -> Dict[str, str]:
@@ -408,8 +420,9 @@ def _tar(contents: Dict[str, bytes], terminate: bool) -> bytes:
 
 
 def host_files(name: str, host: Dict[str, Any], site: Dict[str, Any], secrets: Dict[str, Any],
-               required: Dict[str, List[str]], fence_devices: Optional[List[Dict[str, Any]]] = None) -> Dict[str, bytes]:
-    """vars/host.yml (extra vars of the local run) and vars/depends of one host."""
+               required: Dict[str, List[str]], fence_devices: Optional[List[Dict[str, Any]]] = None,
+               role_vars: Optional[Dict[str, Any]] = None) -> Dict[str, bytes]:
+    """vars/host.yml (extra vars of the local run), vars/inventory.yml and vars/depends of one host."""
     data: Dict[str, Any] = {
         "kickstack_bundle": {"host": name, "profile": host["profile"]},
         "kickstack_site": site,
@@ -422,7 +435,15 @@ def host_files(name: str, host: Dict[str, Any], site: Dict[str, Any], secrets: D
             "# Holds this host's secrets: root only (0600), like the rest of the bundle.\n")
     text = head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16)
     deps = "".join(f"{addr} {port} {what.replace(' ', '_')}\n" for addr, port, what in depends(host, site))
-    return {"vars/host.yml": text.encode("utf-8"), "vars/depends": deps.encode("ascii")}
+    node = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+    node.update(sorted((role_vars or {}).items()))
+    inventory = {"all": {"children": {host["profile"]: {"hosts": {name: node}}}}}
+    inv_text = (f"# kickstack standalone bundle of {name}: this node in its profile's group, with the role\n"
+                "# variables the site's inventory gives it (at inventory precedence, as in a push run).\n"
+                + yaml.safe_dump(inventory, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                                 width=1 << 16))
+    return {"vars/host.yml": text.encode("utf-8"), "vars/inventory.yml": inv_text.encode("utf-8"),
+            "vars/depends": deps.encode("ascii")}
 
 
 def sha256(data: bytes) -> str:
