@@ -22,7 +22,14 @@ Spec (JSON file or dict):
                                        # read-only bind mounts (--bind-ro=SRC:DST) into
                                        # every node; src must be an existing directory
 
-Nodes may also carry their own "nspawn_args". Topology (all names derived from the
+Nodes may also carry their own "nspawn_args"; their own "packages" (a rootfs of their own, built
+from those instead of the lab's list); and "defer": true, for a node `up` prepares but does not
+start: `install` later runs a kickstart's %post scripts in its root, as the installer runs them,
+in its network namespace (the boot server sees the node's own address), then boots it:
+
+    python3 tests/harness/nspawn.py install --lab LAB --node NAME --ks URL   # needs pykickstart
+
+Topology (all names derived from the
 lab name, so `down` needs no state and is safe to run twice):
 
     root netns: ks<hash>h (host_ip/24) ==veth== [netns ks-LAB-br: uplink, br0 (bridge_ip/24)]
@@ -124,6 +131,13 @@ def load_spec(spec: dict | str | Path) -> dict:
         seen_macs.add(mac)
         n.update(ip=str(addr), mac=mac)
         n.setdefault("nspawn_args", [])
+        if not isinstance(n.setdefault("defer", False), bool):
+            raise HarnessError(f"node {name}: defer must be true or false")
+        if "packages" in n:
+            n["packages"] = sorted(set(n["packages"] or []))
+            bad = [p for p in n["packages"] if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", p)]
+            if bad:
+                raise HarnessError(f"node {name}: bad package names: {bad}")
         nodes.append(n)
     if not nodes:
         raise HarnessError("spec has no nodes")
@@ -275,10 +289,13 @@ def teardown_network(spec: dict) -> None:
 
 
 # ------------------------------------------------------------------------- rootfs
-def get_rootfs(spec: dict) -> str:
-    rootfs = spec.get("rootfs") or os.environ.get("KICKSTACK_ROOTFS")
+def get_rootfs(spec: dict, node: dict | None = None) -> str:
+    """The lab's rootfs, or the node's own when it names its own packages."""
+    own = node is not None and "packages" in node
+    rootfs = None if own else spec.get("rootfs") or os.environ.get("KICKSTACK_ROOTFS")
     if not rootfs:
-        extra = ["--extra-packages", " ".join(spec["packages"])] if spec["packages"] else []
+        packages = node["packages"] if own else spec["packages"]
+        extra = ["--extra-packages", " ".join(packages)] if packages else []
         rootfs = common.build_output([BUILD_ROOTFS, *extra])
     if not Path(rootfs, "usr/lib/systemd/systemd").exists():
         raise HarnessError(f"{rootfs} does not look like a rootfs with systemd")
@@ -299,6 +316,11 @@ def prepare_upper(spec: dict, node: dict, upper: Path, pubkey: str) -> None:
     # instead of timing out against an address outside the lab.
     (upper / "etc/resolv.conf").write_text("# kickstack lab: no DNS, names are in /etc/hosts\n"
                                            "options timeout:1 attempts:1\n")
+    # The harness logs in as root with its key. sshd takes the first value it reads, and its
+    # drop-ins in name order: this one wins over a node's own (a kickstart's %post says no root).
+    (upper / "etc/ssh/sshd_config.d").mkdir(parents=True, exist_ok=True)
+    (upper / "etc/ssh/sshd_config.d/05-kickstack-lab.conf").write_text(
+        "# kickstack test lab: the harness's root login with its key\nPermitRootLogin prohibit-password\n")
     ssh = upper / "root/.ssh"
     ssh.mkdir(parents=True, exist_ok=True)
     os.chmod(upper / "root", 0o700)
@@ -425,6 +447,7 @@ def up(spec: dict | str | Path) -> dict:
     t0 = time.monotonic()
     down(spec, quiet=True)
     rootfs = get_rootfs(spec)
+    rootfs_of = {nd["name"]: get_rootfs(spec, nd) if "packages" in nd else rootfs for nd in spec["nodes"]}
     n = names(spec["lab"])
     state: Path = n["state"]
     state.mkdir(parents=True, exist_ok=True)
@@ -440,14 +463,19 @@ def up(spec: dict | str | Path) -> dict:
             upper = state / node["name"] / "upper"
             upper.mkdir(parents=True, exist_ok=True)
             prepare_upper(spec, node, upper, pub)
-            launchers[node["name"]] = start_node(spec, node, rootfs, state)
-            record["nodes"][node["name"]] = {"launcher": launchers[node["name"]],
-                                             "ip": node["ip"], "mac": node["mac"]}
+            record["nodes"][node["name"]] = {"launcher": None, "ip": node["ip"], "mac": node["mac"],
+                                             "rootfs": rootfs_of[node["name"]]}
+            if node["defer"]:
+                record["nodes"][node["name"]]["systemd"] = "deferred"
+                continue
+            launchers[node["name"]] = start_node(spec, node, rootfs_of[node["name"]], state)
+            record["nodes"][node["name"]]["launcher"] = launchers[node["name"]]
         common.write_state(state, record)
         deadline = time.monotonic() + float(spec["boot_timeout"])
-        with concurrent.futures.ThreadPoolExecutor(len(spec["nodes"])) as ex:
+        started = [nd for nd in spec["nodes"] if not nd["defer"]]
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(started))) as ex:
             futs = {nd["name"]: ex.submit(wait_node, spec, nd, launchers[nd["name"]], deadline)
-                    for nd in spec["nodes"]}
+                    for nd in started}
             for name, f in futs.items():
                 record["nodes"][name].update(f.result())
     except BaseException:
@@ -467,6 +495,67 @@ def up(spec: dict | str | Path) -> dict:
     log(f"lab {spec['lab']} up in {record['up_seconds']} s: "
         + ", ".join(f"{k}={v['ip']}({v['systemd']})" for k, v in record["nodes"].items()))
     return record
+
+
+def install(lab: str, name: str, ks_url: str) -> dict:
+    """Install a deferred node as the installer would, then boot it: fetch its kickstart from the
+    boot server inside the node's network namespace, run the kickstart's %post scripts (extracted
+    with pykickstart) in the node's root with its network, stop on a failing --erroronfail one,
+    and start the node. Returns the node's record."""
+    _need_root()
+    try:  # pykickstart: only this command needs it
+        from . import ks_scripts
+    except ImportError:
+        import ks_scripts
+
+    state = common.state_dir(lab)
+    rec = common.read_state(state)
+    if not rec or name not in rec.get("nodes", {}):
+        raise HarnessError(f"lab {lab} has no node {name} (run `up` first)")
+    spec = rec["spec"]
+    node = next(nd for nd in spec["nodes"] if nd["name"] == name)
+    if rec["nodes"][name].get("launcher"):
+        raise HarnessError(f"{name} is running already: only a deferred node is installed")
+    ns = node_ns(lab, name)
+    ndir = state / name
+    work = ndir / "install"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    fetched = run(["ip", "netns", "exec", ns, "curl", "--fail", "--silent", "--show-error", "--max-time", "60",
+                   "--output", str(work / "ks.cfg"), ks_url])
+    if fetched.returncode != 0:
+        raise HarnessError(f"{name}: fetching its kickstart {ks_url} failed: {fetched.stderr.strip()}")
+    scripts = ks_scripts.post_scripts(work / "ks.cfg", work)
+    rootfs, upper = rec["nodes"][name].get("rootfs") or rec["rootfs"], ndir / "upper"
+    env = dict(os.environ, SYSTEMD_NSPAWN_LOCK="0")
+    for i, script in enumerate(scripts, 1):
+        argv = ["nsenter", f"--net=/run/netns/{ns}", "--",
+                "systemd-nspawn", "-q", "-D", rootfs, "--register=no", "--keep-unit", "-M", f"{lab}-{name}-install",
+                f"--overlay={rootfs}:{upper}:/", f"--network-namespace-path=/run/netns/{ns}",
+                "--link-journal=no", "--resolv-conf=off", "--timezone=off", "--pipe",
+                f"--bind-ro={work}:/run/kickstack-install",
+                *[f"--bind-ro={b['src']}:{b['dst']}" for b in spec.get("binds", [])],
+                "--", script["interp"], f"/run/kickstack-install/{script['file']}"]
+        t0 = time.monotonic()
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+        output = p.stdout + p.stderr
+        if script.get("log"):
+            target = upper / script["log"].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(output)
+            os.chmod(target, 0o600)
+        (work / f"{script['file']}.log").write_text(output)
+        log(f"{name}: %post script {i} of {len(scripts)} ({script['interp']}) exited {p.returncode} "
+            f"in {time.monotonic() - t0:.1f} s")
+        if p.returncode != 0 and script["erroronfail"]:
+            raise HarnessError(f"{name}: %post script {i} failed (exit {p.returncode}); its output ends:\n"
+                               + output[-3000:])
+    launcher = start_node(spec, node, rootfs, state)
+    rec["nodes"][name].update(launcher=launcher)
+    common.write_state(state, rec)
+    rec["nodes"][name].update(wait_node(spec, node, launcher, time.monotonic() + float(spec["boot_timeout"])))
+    common.write_state(state, rec)
+    return rec["nodes"][name]
 
 
 def _spec_from_lab(lab: str) -> dict:
@@ -522,9 +611,10 @@ def down(spec: dict | str | Path, quiet: bool = False, stop_timeout: float = 20)
                 d.rmdir()
     teardown_network(spec)
     for node in spec["nodes"]:
-        prop = Path("/run/systemd/nspawn/propagate", f"{lab}-{node['name']}")
-        if prop.is_dir() and not any(prop.iterdir()):
-            prop.rmdir()
+        for machine in (f"{lab}-{node['name']}", f"{lab}-{node['name']}-install"):
+            prop = Path("/run/systemd/nspawn/propagate", machine)
+            if prop.is_dir() and not any(prop.iterdir()):
+                prop.rmdir()
     if state.exists():
         mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
         if any(m.startswith(str(state) + "/") for m in mounts):
@@ -592,11 +682,18 @@ def main(argv: list[str] | None = None) -> int:
         print(_launch(a.cgroup, a.log, cmd))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("action", choices=["up", "down", "status"])
+    ap.add_argument("action", choices=["up", "down", "status", "install"])
+    ap.add_argument("--node", help="install: the deferred node")
+    ap.add_argument("--ks", help="install: the node's kickstart URL (fetched from the node's address)")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--spec", help="lab spec, a JSON file")
     g.add_argument("--lab", help="lab name (down/status: use the spec saved by `up`)")
     a = ap.parse_args(argv)
+    if a.action == "install":
+        if not (a.lab and a.node and a.ks):
+            ap.error("install needs --lab, --node and --ks")
+        print(json.dumps(install(a.lab, a.node, a.ks), indent=2))
+        return 0
     if a.spec:
         spec = a.spec
     else:
