@@ -171,8 +171,8 @@ class ActionModule(ActionBase):
         key), from the operator's libvirt_pki_dir, as vars/libvirt-pki/ of its bundle; the node's
         libvirt role then installs them as they are (libvirt_pki_issue: false). Missing ones are
         listed in pki_needed, with the names and address playbooks/nova.yml gives the role."""
-        pki_dir = role_vars.get("libvirt_pki_dir") or os.path.join(
-            str(hostvars[name].get("inventory_dir") or "."), ".generated", "libvirt-pki")
+        inventory_dir = hostvars[name].get("inventory_dir") if name in hostvars else None
+        pki_dir = role_vars.get("libvirt_pki_dir") or os.path.join(str(inventory_dir or "."), ".generated", "libvirt-pki")
         wanted = ["ca.crt"] + [f"{name}-{kind}.{ext}" for kind in ("server", "client") for ext in ("crt", "key")]
         role_vars["libvirt_pki_dir"] = f"{ksbundle.BUNDLE_DIR}/vars/libvirt-pki"
         role_vars["libvirt_pki_issue"] = False
@@ -190,7 +190,7 @@ class ActionModule(ActionBase):
     def _role_vars(self, raw, hostvars, name, prefixes):
         """The host's inventory variables named after a role it runs (nova_common_pip_find_links,
         chrony_servers, ...), templated: what a push run would give those roles from the inventory."""
-        if not prefixes:
+        if not prefixes or name not in hostvars:  # a model passed in whole may name hosts of no inventory
             return {}
         layers = raw.layers(name)
         if layers is None:
